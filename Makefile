@@ -1,0 +1,46 @@
+# Set-up lives here: `make run` and `make test` work on a fresh machine with Python 3.10+ and pip.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO := proto/hws/transcriber/v1/transcriber.proto
+EVAL ?= ../shared/eval
+
+.PHONY: install run test lint format proto demo bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the server on the embedded tiny.en model (CPU unless CTranslate2 sees a GPU), gRPC :50051, metrics :8000.
+run: $(STAMP)
+	$(BIN)/hws-server
+
+## Lint, then the whole suite: unit, end-to-end against the real server and model, and static checks.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -rs
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Regenerate the Python code for the .proto files (committed; a test checks it is current).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iapp/gen=proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO)
+
+## Start a server, stream a clip from the eval set at real-time pace, show partials and finals.
+demo: $(STAMP)
+	scripts/demo.sh $(EVAL)/synth_dialogue_clean.wav
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,193 @@
+"""Server settings from command-line flags and HWS_* environment variables.
+
+Every setting has a flag and an environment variable; a flag wins over the
+environment, the environment over the default. Everything is validated once at
+start so that a bad value stops the server with a message naming the setting,
+instead of failing on the first stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EMBEDDED_MODEL = "tiny.en-embedded"
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = (
+    "auto",
+    "default",
+    "int8",
+    "int8_float16",
+    "int8_float32",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+)
+LOG_FORMATS = ("auto", "json", "console")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the setting and what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 50051
+    metrics_port: int = 8000
+    # Model
+    model: str = EMBEDDED_MODEL
+    model_cache_dir: str = str(Path.home() / ".cache" / "hws" / "models")
+    device: str = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = 0
+    beam_size: int = 1
+    # Stream defaults (a client may override the VAD ones per stream)
+    vad_aggressiveness: int = 2
+    vad_frame_ms: int = 30
+    endpoint_silence_ms: int = 500
+    max_utterance_s: float = 25.0
+    min_speech_ms: int = 250
+    speech_pad_ms: int = 300
+    partial_interval_ms: int = 700
+    # Limits
+    max_streams: int = 16
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_prompt_chars: int = 1000
+    max_hotwords: int = 50
+    max_hotword_chars: int = 100
+    stream_idle_timeout_s: float = 30.0
+    grace_period_s: float = 30.0
+    # Surfaces
+    reflection: bool = True
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    def validate(self) -> Settings:
+        _check(1 <= self.port <= 65535, "port", "must be 1-65535")
+        _check(0 <= self.metrics_port <= 65535, "metrics_port", "must be 0-65535 (0 disables the metrics endpoint)")
+        _check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
+        _check(self.compute_type in COMPUTE_TYPES, "compute_type", f"must be one of {', '.join(COMPUTE_TYPES)}")
+        _check(self.cpu_threads >= 0, "cpu_threads", "must be >= 0 (0: CTranslate2 decides)")
+        _check(1 <= self.beam_size <= 10, "beam_size", "must be 1-10")
+        _check(0 <= self.vad_aggressiveness <= 3, "vad_aggressiveness", "must be 0-3")
+        _check(self.vad_frame_ms in (10, 20, 30), "vad_frame_ms", "must be 10, 20 or 30 (webrtcvad frame sizes)")
+        _check(100 <= self.endpoint_silence_ms <= 5000, "endpoint_silence_ms", "must be 100-5000")
+        _check(1.0 <= self.max_utterance_s <= 30.0, "max_utterance_s", "must be 1-30 (Whisper's window is 30 s)")
+        _check(0 <= self.min_speech_ms <= 2000, "min_speech_ms", "must be 0-2000")
+        _check(0 <= self.speech_pad_ms <= 1000, "speech_pad_ms", "must be 0-1000")
+        _check(100 <= self.partial_interval_ms <= 10000, "partial_interval_ms", "must be 100-10000")
+        _check(self.max_streams >= 1, "max_streams", "must be >= 1")
+        _check(64 * 1024 <= self.max_message_bytes <= 64 * 1024 * 1024, "max_message_bytes", "must be 64 KiB-64 MiB")
+        _check(self.stream_idle_timeout_s > 0, "stream_idle_timeout_s", "must be > 0")
+        _check(self.grace_period_s >= 0, "grace_period_s", "must be >= 0")
+        _check(self.log_format in LOG_FORMATS, "log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+        _check(
+            self.log_level.lower() in ("debug", "info", "warning", "error"),
+            "log_level",
+            "must be debug, info, warning or error",
+        )
+        _check(bool(self.model.strip()), "model", "must not be empty")
+        return self
+
+
+def _check(ok: bool, name: str, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid setting {name} (--{name.replace('_', '-')} / {env_name(name)}): {rule}")
+
+
+def env_name(field: str) -> str:
+    return "HWS_" + field.upper()
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+HELP = {
+    "host": "address to listen on",
+    "port": "gRPC port",
+    "metrics_port": "Prometheus /metrics HTTP port (0 disables it)",
+    "model": f"'{EMBEDDED_MODEL}' (bundled, offline), a CTranslate2 model folder, or a model name such as large-v3",
+    "model_cache_dir": "where named models are downloaded",
+    "device": "auto (CUDA when CTranslate2 sees a GPU), cpu or cuda",
+    "compute_type": "auto (float16 on GPU, int8 on CPU) or a CTranslate2 compute type",
+    "cpu_threads": "CTranslate2 threads on CPU (0: one per core)",
+    "beam_size": "beam size for final decodes (partials are greedy)",
+    "vad_aggressiveness": "default webrtcvad aggressiveness 0-3",
+    "vad_frame_ms": "webrtcvad frame length: 10, 20 or 30 ms",
+    "endpoint_silence_ms": "default silence that ends an utterance",
+    "max_utterance_s": "default forced cut for an utterance without a pause",
+    "min_speech_ms": "utterances with less voiced audio are not sent to the model",
+    "speech_pad_ms": "audio kept before speech starts and after it ends",
+    "partial_interval_ms": "new audio between two partial decodes of an utterance",
+    "max_streams": "concurrent streams; more are refused with RESOURCE_EXHAUSTED",
+    "max_message_bytes": "largest gRPC message accepted",
+    "max_prompt_chars": "longest initial prompt accepted",
+    "max_hotwords": "most hot words accepted",
+    "max_hotword_chars": "longest hot word accepted",
+    "stream_idle_timeout_s": "a stream with no message for this long is closed",
+    "grace_period_s": "on SIGTERM, time to finish open streams before exiting",
+    "reflection": "serve gRPC server reflection (true/false)",
+    "log_format": "auto (console on a TTY, JSON otherwise), json or console",
+    "log_level": "debug, info, warning or error",
+}
+
+
+def _converter(kind: Any) -> Callable[[str], Any]:
+    if kind in (bool, "bool"):
+        return _parse_bool
+    if kind in (int, "int"):
+        return int
+    if kind in (float, "float"):
+        return float
+    return str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hws-server",
+        description="Hosted Whisper Streaming: gRPC streaming speech-to-text server.",
+        epilog="Every flag can also be set with an environment variable HWS_<NAME> (e.g. HWS_MAX_STREAMS=32).",
+    )
+    for field in dataclasses.fields(Settings):
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=field.name,
+            type=_converter(field.type),
+            default=None,
+            metavar=field.name.upper(),
+            help=f"{HELP[field.name]} (env {env_name(field.name)}, default {field.default})",
+        )
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Flags over environment over defaults; raises ConfigError with a clear message."""
+    environ = dict(os.environ if environ is None else environ)
+    args = build_parser().parse_args(argv)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(Settings):
+        flag_value = getattr(args, field.name)
+        if flag_value is not None:
+            values[field.name] = flag_value
+            continue
+        raw = environ.get(env_name(field.name))
+        if raw is None or raw == "":
+            continue
+        try:
+            values[field.name] = _converter(field.type)(raw)
+        except ValueError as exc:
+            raise ConfigError(f"invalid setting {env_name(field.name)}={raw!r}: {exc}") from None
+    return Settings(**values).validate()

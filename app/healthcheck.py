@@ -1,0 +1,32 @@
+"""`hws-healthcheck`: exit 0 when grpc.health.v1 says SERVING (for container HEALTHCHECKs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="hws-healthcheck", description=__doc__)
+    parser.add_argument("--addr", default="localhost:50051")
+    parser.add_argument("--service", default="", help="service name to check ('' = the whole server)")
+    parser.add_argument("--timeout", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    try:
+        with grpc.insecure_channel(args.addr) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+    except grpc.RpcError as exc:
+        print(f"unhealthy: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        raise SystemExit(1) from None
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(status)
+    raise SystemExit(0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1)
+
+
+if __name__ == "__main__":
+    main()

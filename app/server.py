@@ -1,0 +1,171 @@
+"""Builds and runs the grpc.aio server: servicers, health, reflection, metrics, signals and draining.
+
+Start-up: the port opens at once with health NOT_SERVING, the model loads in
+a thread (retried with backoff if it fails, the reason logged), then health
+turns SERVING. SIGTERM or SIGINT: health NOT_SERVING, new streams refused,
+open streams stop reading, receive the finals for the audio they sent and end
+with UNAVAILABLE; the process exits once they are done or the grace period
+has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+
+import grpc
+import prometheus_client
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from app import logs, metrics
+from app.config import ConfigError, Settings, load_settings
+from app.engine import Engine
+from app.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
+from app.grpc_metrics import MetricsInterceptor
+from app.service import ServingState, TranscriberServicer
+
+log = structlog.get_logger("hws.server")
+
+TRANSCRIBER_SERVICE = transcriber_pb2.DESCRIPTOR.services_by_name["Transcriber"].full_name
+MODEL_RETRY_MAX_S = 60.0
+
+
+def version() -> str:
+    try:
+        return metadata.version("hosted-whisper-streaming")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Ping idle connections so half-open ones (a client gone behind a load balancer) are noticed.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = Engine(settings)
+        self.state = ServingState(settings.max_streams)
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(interceptors=[MetricsInterceptor()], options=grpc_options(settings))
+        self._stopped = asyncio.Event()
+        self._loader: asyncio.Task[None] | None = None
+
+    async def _set_health(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", TRANSCRIBER_SERVICE):
+            await self.health.set(service, status)
+        metrics.READY.set(1 if serving else 0)
+
+    async def start(self) -> int:
+        transcriber_pb2_grpc.add_TranscriberServicer_to_server(
+            TranscriberServicer(self.settings, self.engine, self.state), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        await self._set_health(False)
+        if self.settings.reflection:
+            names = (
+                TRANSCRIBER_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            )
+            reflection.enable_server_reflection(names, self.server)
+        port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        if port == 0:
+            raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+        if self.settings.metrics_port:
+            prometheus_client.start_http_server(self.settings.metrics_port, addr=self.settings.host)
+        await self.server.start()
+        log.info("listening", grpc_port=port, metrics_port=self.settings.metrics_port, version=version())
+        self._loader = asyncio.create_task(self._load_model())
+        return port
+
+    async def _load_model(self) -> None:
+        delay = 1.0
+        while not self.state.draining:
+            try:
+                info = await asyncio.to_thread(self.engine.load)
+            except Exception as exc:  # a bad model setting or a failed download: stay NOT_SERVING and retry
+                log.error(
+                    "model_load_failed",
+                    model=self.settings.model,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MODEL_RETRY_MAX_S)
+                continue
+            metrics.BUILD_INFO.labels(
+                version=version(), model=info.name, device=info.device, compute_type=info.compute_type
+            ).set(1)
+            if info.device == "cuda":
+                metrics.track_gpu_memory()
+            self.state.model_ready = True
+            if not self.state.draining:
+                await self._set_health(True)
+                log.info("serving", model=info.name, device=info.device, compute_type=info.compute_type)
+            return
+
+    def request_drain(self) -> None:
+        if not self.state.draining:
+            asyncio.get_running_loop().create_task(self.drain())
+
+    async def drain(self) -> None:
+        grace = self.settings.grace_period_s
+        log.info("draining", open_streams=self.state.active, grace_period_s=grace)
+        self.state.draining = True
+        await self._set_health(False)
+        self.state.drain.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        try:
+            await asyncio.wait_for(self.state.idle.wait(), grace)
+        except TimeoutError:
+            log.warning("grace_period_over", open_streams=self.state.active)
+        await self.server.stop(grace=max(0.0, min(1.0, deadline - loop.time())))
+        if self._loader is not None:
+            self._loader.cancel()
+        await asyncio.to_thread(self.engine.stop)
+        log.info("stopped")
+        self._stopped.set()
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(settings: Settings) -> None:
+    app = App(settings)
+    await app.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, app.request_drain)
+    await app.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        settings = load_settings(argv)
+    except ConfigError as exc:
+        print(f"hws-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logs.configure(settings.log_format, settings.log_level)
+    log.info("starting", **{k: v for k, v in vars(settings).items() if k not in ("host",)})
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""The gRPC servicer: translates between protobuf and sessions, and maps failures to status codes.
+
+Knows nothing of Whisper: recognition happens in sessions and the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import structlog
+
+from app import metrics
+from app.audio import MAX_RATE, MIN_RATE, Encoding
+from app.config import Settings
+from app.engine import Engine
+from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+from app.session import Event, EventType, FailureCode, Output, Result, Session, StreamFailure, StreamParams
+from app.vad import VadParams
+
+log = structlog.get_logger("hws.service")
+
+STATUS_FOR_FAILURE = {
+    FailureCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    FailureCode.IDLE_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    FailureCode.DRAINING: grpc.StatusCode.UNAVAILABLE,
+    FailureCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    FailureCode.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+_ENCODINGS = {
+    pb.AUDIO_ENCODING_UNSPECIFIED: Encoding.LINEAR16,
+    pb.LINEAR16: Encoding.LINEAR16,
+    pb.MULAW: Encoding.MULAW,
+}
+_EVENT_TYPES = {
+    EventType.SPEECH_STARTED: pb.SpeechEvent.SPEECH_STARTED,
+    EventType.SPEECH_ENDED: pb.SpeechEvent.SPEECH_ENDED,
+}
+
+
+class ServingState:
+    """Whether streams are accepted now, and how many are open. Shared by every servicer."""
+
+    def __init__(self, max_streams: int) -> None:
+        self.max_streams = max_streams
+        self.model_ready = False
+        self.draining = False
+        self.drain = asyncio.Event()  # set on SIGTERM: open streams finish up
+        self.idle = asyncio.Event()  # set while no stream is open
+        self.idle.set()
+        self.active = 0
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        if self.draining:
+            return "the server is draining (shutting down); connect to another server"
+        if not self.model_ready:
+            return "the model is still loading; retry shortly"
+        return None
+
+    @contextlib.contextmanager
+    def stream_slot(self) -> Iterator[None]:
+        """Admit one stream or raise StreamRefused; counts it while open."""
+        reason = self.not_ready_reason
+        if reason is not None:
+            raise StreamRefused(grpc.StatusCode.UNAVAILABLE, reason)
+        if self.active >= self.max_streams:
+            raise StreamRefused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server is at its limit of {self.max_streams} concurrent streams; retry later or elsewhere",
+            )
+        self.active += 1
+        self.idle.clear()
+        metrics.ACTIVE_STREAMS.set(self.active)
+        try:
+            yield
+        finally:
+            self.active -= 1
+            metrics.ACTIVE_STREAMS.set(self.active)
+            if not self.active:
+                self.idle.set()
+
+
+class StreamRefused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def stream_params(
+    config: pb.RecognitionConfig, settings: Settings, engine: Engine, *, interim: bool, events: bool
+) -> StreamParams:
+    """Validate a client's configuration; StreamRefused(INVALID_ARGUMENT) says which field and why."""
+
+    def invalid(message: str) -> StreamRefused:
+        return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+    if config.encoding not in _ENCODINGS:
+        raise invalid(f"unknown audio encoding {config.encoding}; use LINEAR16 (1) or MULAW (2)")
+    if not MIN_RATE <= config.sample_rate_hz <= MAX_RATE:
+        raise invalid(f"sample_rate_hz must be between {MIN_RATE} and {MAX_RATE}, got {config.sample_rate_hz}")
+    channels = config.audio_channel_count or 1
+    if channels not in (1, 2):
+        raise invalid(f"audio_channel_count must be 1 or 2, got {config.audio_channel_count}")
+    language = config.language.strip().lower() or None
+    info = engine.info
+    if language is not None and info is not None:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        if language not in _LANGUAGE_CODES:
+            raise invalid(
+                f"unknown language code {config.language!r}; use an ISO 639-1 code such as 'en', or leave it empty"
+            )
+        if not info.multilingual and language != "en":
+            raise invalid(
+                f"the model {info.name} is English-only; language must be 'en' or empty, got {config.language!r}"
+            )
+    if len(config.initial_prompt) > settings.max_prompt_chars:
+        raise invalid(
+            f"initial_prompt is {len(config.initial_prompt)} characters; the limit is {settings.max_prompt_chars}"
+        )
+    if len(config.hotwords) > settings.max_hotwords:
+        raise invalid(f"{len(config.hotwords)} hotwords sent; the limit is {settings.max_hotwords}")
+    if any(len(word) > settings.max_hotword_chars for word in config.hotwords):
+        raise invalid(f"a hotword is longer than {settings.max_hotword_chars} characters")
+    vad = config.vad_aggressiveness if config.HasField("vad_aggressiveness") else settings.vad_aggressiveness
+    if not 0 <= vad <= 3:
+        raise invalid(f"vad_aggressiveness must be 0-3, got {vad}")
+    endpoint = config.endpoint_silence_ms or settings.endpoint_silence_ms
+    if not 100 <= endpoint <= 5000:
+        raise invalid(f"endpoint_silence_ms must be 100-5000 (or 0 for the default), got {config.endpoint_silence_ms}")
+    max_utterance = config.max_utterance_s or settings.max_utterance_s
+    if not 1.0 <= max_utterance <= 30.0:
+        raise invalid(f"max_utterance_s must be 1-30 (or 0 for the default), got {config.max_utterance_s:g}")
+    # Hot words go into the prompt: faster-whisper ignores its `hotwords` when a prefix is forced,
+    # and later decodes of an utterance force the committed words as prefix.
+    prompt = " ".join(
+        part
+        for part in (config.initial_prompt.strip(), ", ".join(w.strip() for w in config.hotwords if w.strip()))
+        if part
+    )
+    return StreamParams(
+        encoding=_ENCODINGS[config.encoding],
+        sample_rate_hz=config.sample_rate_hz,
+        channels=channels,
+        language=language,
+        word_timestamps=config.word_timestamps,
+        prompt=prompt or None,
+        vad=VadParams(
+            aggressiveness=vad,
+            frame_ms=settings.vad_frame_ms,
+            endpoint_silence_ms=endpoint,
+            max_utterance_s=max_utterance,
+            min_speech_ms=settings.min_speech_ms,
+            pad_ms=settings.speech_pad_ms,
+        ),
+        interim_results=interim,
+        speech_events=events,
+    )
+
+
+def result_to_pb(result: Result) -> pb.SpeechResult:
+    return pb.SpeechResult(
+        utterance_id=result.utterance_id,
+        is_final=result.is_final,
+        stability=result.stability,
+        text=result.text,
+        stable_text=result.stable_text,
+        words=[
+            pb.WordInfo(word=w.word, start_s=w.start_s, end_s=w.end_s, probability=w.probability) for w in result.words
+        ],
+        confidence=result.confidence,
+        language=result.language,
+        language_probability=result.language_probability,
+        start_s=result.start_s,
+        end_s=result.end_s,
+    )
+
+
+def output_to_pb(output: Output) -> pb.StreamingTranscribeResponse:
+    if isinstance(output, Event):
+        event = pb.SpeechEvent(type=_EVENT_TYPES[output.type], time_s=output.time_s, utterance_id=output.utterance_id)
+        return pb.StreamingTranscribeResponse(event=event)
+    return pb.StreamingTranscribeResponse(result=result_to_pb(output))
+
+
+async def run_session(
+    session: Session, chunks: AsyncIterator[bytes], idle_timeout_s: float, stop: asyncio.Event
+) -> AsyncIterator[Output]:
+    """Drive a session: reading and results run together; the reader is cancelled if output stops early."""
+    reader = asyncio.create_task(session.consume(chunks, idle_timeout_s, stop))
+    try:
+        async for output in session.results():
+            yield output
+        await reader
+    finally:
+        reader.cancel()
+        session.close()
+
+
+class TranscriberServicer(pb_grpc.TranscriberServicer):
+    def __init__(self, settings: Settings, engine: Engine, state: ServingState) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._state = state
+
+    async def StreamingTranscribe(
+        self, request_iterator: AsyncIterator[pb.StreamingTranscribeRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StreamingTranscribeResponse]:
+        stream_id = uuid.uuid4().hex[:12]
+        structlog.contextvars.bind_contextvars(stream_id=stream_id, peer=context.peer())
+        try:
+            with self._state.stream_slot():
+                requests = aiter(request_iterator)
+                config = await self._first_config(requests)
+                params = stream_params(
+                    config.recognition,
+                    self._settings,
+                    self._engine,
+                    interim=config.interim_results,
+                    events=config.speech_events,
+                )
+                log.info(
+                    "stream_started",
+                    rate=params.sample_rate_hz,
+                    encoding=params.encoding.value,
+                    interim=params.interim_results,
+                )
+                session = Session(stream_id, params, self._engine, self._settings.partial_interval_ms)
+                try:
+                    async for output in run_session(
+                        session, _audio_chunks(requests), self._settings.stream_idle_timeout_s, self._state.drain
+                    ):
+                        yield output_to_pb(output)
+                finally:
+                    log.info("stream_ended", audio_s=round(session.audio_seconds, 2))
+        except StreamRefused as exc:
+            log.info("stream_refused", code=exc.code.name, reason=exc.message)
+            await context.abort(exc.code, exc.message)
+        except StreamFailure as exc:
+            log.info("stream_failed", code=exc.code.value, reason=exc.message)
+            await context.abort(STATUS_FOR_FAILURE[exc.code], exc.message)
+        finally:
+            structlog.contextvars.unbind_contextvars("stream_id", "peer")
+
+    async def _first_config(self, requests: AsyncIterator[pb.StreamingTranscribeRequest]) -> pb.StreamingConfig:
+        timeout = self._settings.stream_idle_timeout_s
+        try:
+            first = await asyncio.wait_for(anext(requests), timeout)
+        except StopAsyncIteration:
+            raise StreamRefused(
+                grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before its config: send a StreamingConfig first"
+            ) from None
+        except TimeoutError:
+            raise StreamRefused(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"no config received within {timeout:g} s of opening the stream"
+            ) from None
+        if first.WhichOneof("request") != "config":
+            raise StreamRefused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first message must carry config (StreamingConfig); audio comes after it",
+            )
+        return first.config
+
+    async def Transcribe(
+        self, request: pb.TranscribeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TranscribeResponse:
+        stream_id = uuid.uuid4().hex[:12]
+        structlog.contextvars.bind_contextvars(stream_id=stream_id, peer=context.peer())
+        try:
+            with self._state.stream_slot():
+                params = stream_params(request.config, self._settings, self._engine, interim=False, events=False)
+                session = Session(stream_id, params, self._engine, self._settings.partial_interval_ms)
+                results = [
+                    result_to_pb(output)
+                    async for output in run_session(
+                        session, _once(request.audio), self._settings.stream_idle_timeout_s, asyncio.Event()
+                    )
+                    if isinstance(output, Result)
+                ]
+                return pb.TranscribeResponse(results=results, duration_s=session.audio_seconds)
+        except StreamRefused as exc:
+            await context.abort(exc.code, exc.message)
+        except StreamFailure as exc:
+            await context.abort(STATUS_FOR_FAILURE[exc.code], exc.message)
+        finally:
+            structlog.contextvars.unbind_contextvars("stream_id", "peer")
+        raise AssertionError("unreachable: abort raises")
+
+    async def Ready(self, request: pb.ReadyRequest, context: grpc.aio.ServicerContext) -> pb.ReadyResponse:
+        reason = self._state.not_ready_reason
+        if reason is not None or self._engine.info is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, reason or "the model is still loading")
+        info = self._engine.info
+        assert info is not None
+        return pb.ReadyResponse(model=info.name, device=info.device)
+
+
+async def _audio_chunks(requests: AsyncIterator[pb.StreamingTranscribeRequest]) -> AsyncIterator[bytes]:
+    async for request in requests:
+        kind = request.WhichOneof("request")
+        if kind == "config":
+            raise StreamFailure(FailureCode.INVALID_ARGUMENT, "config may only be sent once, in the first message")
+        if kind is None:
+            raise StreamFailure(FailureCode.INVALID_ARGUMENT, "a request carried neither config nor audio")
+        yield request.audio
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

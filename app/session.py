@@ -1,0 +1,336 @@
+"""One stream's state machine: audio in, decode jobs out, results in order back.
+
+Knows nothing of gRPC: the servicer hands it an async iterator of audio chunks
+and relays what `results()` yields. Two tasks meet here: `consume()` reads
+audio, runs the VAD and submits jobs; `results()` awaits the jobs in
+submission order and turns them into results, so a stream's output is always
+ordered (events, partials and the final of utterance k before anything of
+utterance k+1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import Future
+
+import numpy as np
+import structlog
+
+from app import metrics
+from app.audio import TARGET_RATE, AudioDecoder, AudioFormatError, Encoding
+from app.engine import DecodeOptions, DecodeResult, Engine, EngineNotReady, JobKind
+from app.stabilizer import LocalAgreement
+from app.vad import Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
+
+log = structlog.get_logger("hws.session")
+
+MIN_PARTIAL_AUDIO_S = 0.5
+MIN_COMMIT_AUDIO_S = 2.0  # partials from less audio are shown but never committed (see stabilizer)
+PARTIAL_SILENCE_CUTOFF_MS = 240  # no partials once the speaker has paused this long: the final is near
+MAX_PENDING_FINALS = 4  # per stream; past it reading pauses (gRPC flow control slows the sender)
+
+
+class FailureCode(enum.Enum):
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    IDLE_TIMEOUT = "IDLE_TIMEOUT"
+    DRAINING = "DRAINING"
+    INTERNAL = "INTERNAL"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+class StreamFailure(Exception):
+    """Ends the stream with a status; everything before it has been delivered."""
+
+    def __init__(self, code: FailureCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamParams:
+    encoding: Encoding
+    sample_rate_hz: int
+    channels: int
+    language: str | None
+    word_timestamps: bool
+    prompt: str | None
+    vad: VadParams
+    interim_results: bool
+    speech_events: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class WordTiming:
+    word: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    utterance_id: str
+    is_final: bool
+    text: str
+    stable_text: str
+    stability: float
+    words: list[WordTiming]
+    confidence: float
+    language: str
+    language_probability: float
+    start_s: float
+    end_s: float
+
+
+class EventType(enum.Enum):
+    SPEECH_STARTED = "SPEECH_STARTED"
+    SPEECH_ENDED = "SPEECH_ENDED"
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    type: EventType
+    time_s: float
+    utterance_id: str
+
+
+Output = Result | Event
+
+
+@dataclasses.dataclass
+class _Utterance:
+    id: str
+    start: int
+    stabilizer: LocalAgreement = dataclasses.field(default_factory=LocalAgreement)
+    partial_audio_len: int = 0  # samples covered by the last partial request
+    partials_sent: bool = False
+    closed: bool = False  # ended: partials still in flight are stale
+
+
+@dataclasses.dataclass
+class _PendingPartial:
+    utterance: _Utterance
+    audio_len: int
+    future: Future[DecodeResult | None]
+    requested: float
+
+
+@dataclasses.dataclass
+class _PendingFinal:
+    utterance: _Utterance
+    end: int
+    future: Future[DecodeResult | None]
+    ended_at: float
+
+
+_Item = Output | _PendingPartial | _PendingFinal | StreamFailure | None
+
+
+class Session:
+    def __init__(self, stream_id: str, params: StreamParams, engine: Engine, partial_interval_ms: int) -> None:
+        self.stream_id = stream_id
+        self.params = params
+        self._engine = engine
+        self._decoder = AudioDecoder(params.encoding, params.sample_rate_hz, params.channels)
+        self._segmenter = Segmenter(params.vad)
+        self._partial_interval = partial_interval_ms * TARGET_RATE // 1000
+        self._items: asyncio.Queue[_Item] = asyncio.Queue()
+        self._final_slots = asyncio.Semaphore(MAX_PENDING_FINALS)
+        self._futures: set[Future[DecodeResult | None]] = set()
+        self._utterance: _Utterance | None = None
+        self._count = 0
+        self._samples = 0  # 16 kHz samples fed to the segmenter
+
+    # -- input ------------------------------------------------------------
+    async def consume(self, chunks: AsyncIterator[bytes], idle_timeout_s: float, stop: asyncio.Event) -> None:
+        """Read audio until the client half-closes, fails, idles or the server drains.
+
+        Always ends the output: with the remaining finals and then, where the
+        stream did not end cleanly, the failure that ended it.
+        """
+        failure: StreamFailure | None = None
+        iterator = aiter(chunks)
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                next_chunk = asyncio.ensure_future(anext(iterator))
+                done, _ = await asyncio.wait(
+                    {next_chunk, stop_wait}, timeout=idle_timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                if next_chunk not in done:
+                    next_chunk.cancel()
+                    if stop_wait in done:
+                        failure = StreamFailure(
+                            FailureCode.DRAINING,
+                            "the server is shutting down; finals for the audio received were sent; reconnect",
+                        )
+                    else:
+                        failure = StreamFailure(
+                            FailureCode.IDLE_TIMEOUT,
+                            f"no message received for {idle_timeout_s:g} s; send audio in real time or close it",
+                        )
+                    break
+                try:
+                    chunk = next_chunk.result()
+                except StopAsyncIteration:
+                    break
+                await self.push(chunk)
+        except StreamFailure as exc:
+            failure = exc
+        finally:
+            stop_wait.cancel()
+        await self._finish()
+        if failure is not None:
+            self._items.put_nowait(failure)
+        self._items.put_nowait(None)
+
+    async def push(self, chunk: bytes) -> None:
+        received = self._decoder.input_seconds
+        try:
+            samples = self._decoder.decode(chunk)
+        except AudioFormatError as exc:
+            raise StreamFailure(FailureCode.INVALID_ARGUMENT, str(exc)) from None
+        metrics.AUDIO_RECEIVED_SECONDS.inc(self._decoder.input_seconds - received)
+        await self._feed(samples)
+
+    async def _finish(self) -> None:
+        await self._feed(self._decoder.flush())
+        await self._handle(self._segmenter.finish())
+
+    async def _feed(self, samples: np.ndarray) -> None:
+        self._samples += samples.shape[0]
+        await self._handle(self._segmenter.feed(samples))
+        self._maybe_request_partial()
+
+    async def _handle(self, events: list[SpeechStart | SpeechEnd | SpeechDiscarded]) -> None:
+        for event in events:
+            if isinstance(event, SpeechStart):
+                self._utterance = _Utterance(f"u{self._count}", event.start)
+                self._count += 1
+                self._event(EventType.SPEECH_STARTED, event.start, self._utterance.id)
+                continue
+            utterance = self._utterance
+            assert utterance is not None
+            utterance.closed = True
+            self._utterance = None
+            self._event(EventType.SPEECH_ENDED, event.end, utterance.id)
+            if isinstance(event, SpeechDiscarded):
+                metrics.UTTERANCES.labels(outcome="too_short").inc()
+                log.debug("utterance_too_short", utterance_id=utterance.id, voiced_ms=event.voiced_ms)
+                continue
+            await self._final_slots.acquire()
+            # The committed words are final now: no partial of this utterance is processed after this.
+            future = self._submit(JobKind.FINAL, event.audio, utterance.stabilizer.committed_text or None)
+            self._items.put_nowait(_PendingFinal(utterance, event.end, future, time.monotonic()))
+
+    def _maybe_request_partial(self) -> None:
+        utterance = self._utterance
+        if utterance is None or not self.params.interim_results:
+            return
+        current = self._segmenter.current()
+        assert current is not None
+        _, audio = current
+        if (
+            audio.shape[0] < MIN_PARTIAL_AUDIO_S * TARGET_RATE
+            or audio.shape[0] - utterance.partial_audio_len < self._partial_interval
+            or self._segmenter.trailing_silence_ms >= PARTIAL_SILENCE_CUTOFF_MS
+        ):
+            return
+        utterance.partial_audio_len = audio.shape[0]
+        future = self._submit(JobKind.PARTIAL, audio, utterance.stabilizer.committed_text or None)
+        self._items.put_nowait(_PendingPartial(utterance, audio.shape[0], future, time.monotonic()))
+
+    def _submit(self, kind: JobKind, audio: np.ndarray, prefix: str | None) -> Future[DecodeResult | None]:
+        options = DecodeOptions(
+            language=self.params.language,
+            prompt=self.params.prompt,
+            prefix=prefix,
+            word_timestamps=self.params.word_timestamps,
+        )
+        try:
+            future = self._engine.submit(self.stream_id, kind, audio, options)
+        except EngineNotReady as exc:
+            raise StreamFailure(FailureCode.UNAVAILABLE, f"the server cannot decode now: {exc}") from None
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        return future
+
+    def _event(self, type_: EventType, position: int, utterance_id: str) -> None:
+        if self.params.speech_events:
+            self._items.put_nowait(Event(type_, position / TARGET_RATE, utterance_id))
+
+    # -- output -----------------------------------------------------------
+    async def results(self) -> AsyncIterator[Output]:
+        """Everything the stream produces, in order; raises the StreamFailure that ended it, if any."""
+        while (item := await self._items.get()) is not None:
+            if isinstance(item, StreamFailure):
+                raise item
+            if isinstance(item, Event | Result):
+                yield item
+            elif isinstance(item, _PendingPartial):
+                partial = await self._partial(item)
+                if partial is not None:
+                    yield partial
+            else:
+                final = await self._final(item)
+                if final is not None:
+                    yield final
+
+    async def _decoded(self, future: Future[DecodeResult | None]) -> DecodeResult | None:
+        try:
+            return await asyncio.wrap_future(future)
+        except EngineNotReady as exc:
+            raise StreamFailure(FailureCode.UNAVAILABLE, f"the server stopped decoding: {exc}") from None
+        except Exception as exc:
+            raise StreamFailure(FailureCode.INTERNAL, f"decoding failed: {type(exc).__name__}: {exc}") from None
+
+    async def _partial(self, item: _PendingPartial) -> Result | None:
+        decoded = await self._decoded(item.future)
+        utterance = item.utterance
+        if decoded is None or utterance.closed or not decoded.text:
+            return None
+        stabilized = utterance.stabilizer.update(decoded.text, item.audio_len >= MIN_COMMIT_AUDIO_S * TARGET_RATE)
+        utterance.partials_sent = True
+        metrics.PARTIAL_LATENCY.observe(time.monotonic() - item.requested)
+        start = utterance.start / TARGET_RATE
+        return Result(
+            utterance.id, False, stabilized.text, stabilized.stable_text, stabilized.stability, [],
+            decoded.confidence, decoded.language, decoded.language_probability,
+            start, start + item.audio_len / TARGET_RATE,
+        )  # fmt: skip
+
+    async def _final(self, item: _PendingFinal) -> Result | None:
+        try:
+            decoded = await self._decoded(item.future)
+        finally:
+            self._final_slots.release()
+        assert decoded is not None  # finals are never dropped
+        utterance = item.utterance
+        metrics.UTTERANCES.labels(outcome="transcribed" if decoded.text else "empty").inc()
+        if not decoded.text and not utterance.partials_sent:
+            return None  # nothing was said, and nothing shown that needs replacing
+        start = utterance.start / TARGET_RATE
+        end = item.end / TARGET_RATE
+        words = [
+            WordTiming(w.word, min(start + w.start, end), min(start + w.end, end), w.probability) for w in decoded.words
+        ]
+        metrics.FINAL_LATENCY.observe(time.monotonic() - item.ended_at)
+        return Result(
+            utterance.id, True, decoded.text, decoded.text, 1.0, words,
+            decoded.confidence, decoded.language, decoded.language_probability, start, end,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """The stream is over (or the client went away): nothing queued for it is wanted any more."""
+        for future in list(self._futures):
+            future.cancel()
+        self._engine.close_stream(self.stream_id)
+
+    @property
+    def audio_seconds(self) -> float:
+        return self._samples / TARGET_RATE

@@ -1,0 +1,170 @@
+"""Every kind of bad input gets a specific status and a message that says what to fix; the server keeps serving."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from tests.helpers import (
+    ServerProcess,
+    chunked,
+    clip_pcm16,
+    final_text,
+    finals,
+    requests,
+    stream,
+    stream_clip,
+    streaming_config,
+)
+
+AUDIO = pb.StreamingTranscribeRequest(audio=b"\x00\x00" * 1600)
+
+
+def expect_status(
+    address: str, request_iter: Iterator[pb.StreamingTranscribeRequest] | list, code: grpc.StatusCode, words: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        stream(address, request_iter, timeout=30)
+    assert info.value.code() == code, info.value.details()
+    assert words in info.value.details(), info.value.details()
+
+
+def test_audio_before_config(server: ServerProcess) -> None:
+    expect_status(server.address, [AUDIO], grpc.StatusCode.INVALID_ARGUMENT, "first message must carry config")
+
+
+def test_second_config(server: ServerProcess) -> None:
+    config = streaming_config()
+    reqs = [pb.StreamingTranscribeRequest(config=config), AUDIO, pb.StreamingTranscribeRequest(config=config)]
+    expect_status(server.address, reqs, grpc.StatusCode.INVALID_ARGUMENT, "config may only be sent once")
+
+
+def test_empty_stream(server: ServerProcess) -> None:
+    expect_status(server.address, [], grpc.StatusCode.INVALID_ARGUMENT, "ended before its config")
+
+
+def test_request_with_nothing_set(server: ServerProcess) -> None:
+    reqs = [pb.StreamingTranscribeRequest(config=streaming_config()), pb.StreamingTranscribeRequest()]
+    expect_status(server.address, reqs, grpc.StatusCode.INVALID_ARGUMENT, "neither config nor audio")
+
+
+@pytest.mark.parametrize(
+    ("recognition", "words"),
+    [
+        ({"encoding": 7}, "unknown audio encoding"),
+        ({"sample_rate_hz": 4000}, "sample_rate_hz must be between 8000 and 48000"),
+        ({"sample_rate_hz": 96000}, "sample_rate_hz must be between 8000 and 48000"),
+        ({"sample_rate_hz": 0}, "sample_rate_hz must be between 8000 and 48000"),
+        ({"audio_channel_count": 6}, "audio_channel_count must be 1 or 2"),
+        ({"language": "fr"}, "English-only"),
+        ({"language": "xx"}, "unknown language code"),
+        ({"vad_aggressiveness": 4}, "vad_aggressiveness must be 0-3"),
+        ({"endpoint_silence_ms": 50}, "endpoint_silence_ms must be 100-5000"),
+        ({"max_utterance_s": 45}, "max_utterance_s must be 1-30"),
+        ({"initial_prompt": "x" * 1001}, "the limit is 1000"),
+        ({"hotwords": ["w"] * 51}, "the limit is 50"),
+        ({"hotwords": ["w" * 101]}, "longer than 100"),
+    ],
+)
+def test_invalid_config(server: ServerProcess, recognition: dict, words: str) -> None:
+    config = pb.StreamingConfig(recognition=pb.RecognitionConfig(**{"sample_rate_hz": 16000, **recognition}))
+    expect_status(
+        server.address, [pb.StreamingTranscribeRequest(config=config), AUDIO], grpc.StatusCode.INVALID_ARGUMENT, words
+    )
+
+
+def test_odd_byte_count_after_speech_delivers_finals_then_fails(server: ServerProcess) -> None:
+    pcm = clip_pcm16("synth_weather.wav")
+    received: list[pb.StreamingTranscribeResponse] = []
+
+    def reqs() -> Iterator[pb.StreamingTranscribeRequest]:
+        yield from requests(streaming_config(), chunked(pcm, 3200))
+        yield pb.StreamingTranscribeRequest(audio=b"\x01\x02\x03")
+
+    with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as info:
+        from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+
+        for response in pb_grpc.TranscriberStub(channel).StreamingTranscribe(reqs(), timeout=60):
+            received.append(response)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "multiple of 2 bytes" in info.value.details()
+    assert finals(received) and "cloudy" in final_text(received).lower(), (
+        "audio before the bad chunk is still transcribed"
+    )
+
+
+def test_empty_chunk(server: ServerProcess) -> None:
+    reqs = [pb.StreamingTranscribeRequest(config=streaming_config()), pb.StreamingTranscribeRequest(audio=b"")]
+    expect_status(server.address, reqs, grpc.StatusCode.INVALID_ARGUMENT, "empty audio chunk")
+
+
+def test_oversized_message(server: ServerProcess) -> None:
+    reqs = [
+        pb.StreamingTranscribeRequest(config=streaming_config()),
+        pb.StreamingTranscribeRequest(audio=b"\x00" * (5 * 1024 * 1024)),
+    ]
+    with pytest.raises(grpc.RpcError) as info:
+        stream(server.address, reqs, timeout=30)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, info.value.details()
+
+
+def _silent_after(
+    prefix: list[pb.StreamingTranscribeRequest], release: threading.Event
+) -> Iterator[pb.StreamingTranscribeRequest]:
+    yield from prefix
+    release.wait(30)
+
+
+@pytest.mark.parametrize("send_config", [False, True])
+def test_stream_that_sends_nothing_times_out(server: ServerProcess, send_config: bool) -> None:
+    release = threading.Event()
+    prefix = [pb.StreamingTranscribeRequest(config=streaming_config())] if send_config else []
+    try:
+        expected = "no message received for 3 s" if send_config else "no config received within 3 s"
+        expect_status(server.address, _silent_after(prefix, release), grpc.StatusCode.DEADLINE_EXCEEDED, expected)
+    finally:
+        release.set()
+
+
+def test_client_disconnect_mid_utterance_leaves_server_healthy(server: ServerProcess) -> None:
+    pcm = clip_pcm16("synth_dialogue_clean.wav")
+    with grpc.insecure_channel(server.address) as channel:
+        from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+
+        call = pb_grpc.TranscriberStub(channel).StreamingTranscribe(
+            requests(streaming_config(interim_results=True), chunked(pcm[: 32000 * 3], 3200), pace_s=0.1), timeout=60
+        )
+        time.sleep(2.0)  # mid-utterance: speech runs from 0 to 5.4 s
+        call.cancel()
+    # Everyone else is still served.
+    assert "cloudy" in final_text(stream_clip(server.address, "synth_weather.wav")).lower()
+
+
+def test_more_streams_than_the_limit(log_dir) -> None:
+    limited = ServerProcess(args=["--max-streams", "2"]).start(log_dir)
+    release = threading.Event()
+    calls = []
+    try:
+        with grpc.insecure_channel(limited.address) as channel:
+            from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+
+            stub = pb_grpc.TranscriberStub(channel)
+            prefix = [pb.StreamingTranscribeRequest(config=streaming_config()), AUDIO]
+            calls = [stub.StreamingTranscribe(_silent_after(prefix, release), timeout=30) for _ in range(2)]
+            time.sleep(1.0)  # both admitted
+            with pytest.raises(grpc.RpcError) as info:
+                list(stub.StreamingTranscribe(iter(prefix), timeout=30))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "limit of 2 concurrent streams" in info.value.details()
+            release.set()
+            for call in calls:
+                list(call)  # the admitted streams end normally
+            assert "cloudy" in final_text(stream_clip(limited.address, "synth_weather.wav")).lower()
+    finally:
+        release.set()
+        limited.stop()

@@ -1,0 +1,69 @@
+"""The gRPC metrics follow go-grpc-prometheus exactly, and the service metrics move with real traffic."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import ServerProcess, chunked, clip_pcm16, requests, stream, streaming_config
+
+STREAM = {
+    "grpc_type": "bidi_stream",
+    "grpc_service": "hws.transcriber.v1.Transcriber",
+    "grpc_method": "StreamingTranscribe",
+}
+
+
+def scrape(server: ServerProcess) -> dict[tuple[str, frozenset], float]:
+    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_stream_counted_like_go_grpc_prometheus(live_server: ServerProcess) -> None:
+    before = scrape(live_server)
+    pcm = clip_pcm16("synth_weather.wav")
+    chunks = chunked(pcm, 3200)
+    responses = stream(live_server.address, requests(streaming_config(speech_events=True), chunks))
+    after = scrape(live_server)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("grpc_server_started_total", **STREAM) == 1
+    assert delta("grpc_server_handled_total", **STREAM, grpc_code="OK") == 1
+    assert delta("grpc_server_msg_received_total", **STREAM) == len(chunks) + 1  # config + audio
+    assert delta("grpc_server_msg_sent_total", **STREAM) == len(responses)
+    assert delta("grpc_server_handling_seconds_count", **STREAM) == 1
+    assert abs(delta("hws_audio_received_seconds_total") - len(pcm) / 32000) < 0.01
+    assert delta("hws_utterances_total", outcome="transcribed") == 1
+    assert delta("hws_final_latency_seconds_count") == 1
+    assert delta("hws_decode_seconds_count", kind="final") == 1
+    assert value(after, "hws_ready") == 1
+    assert value(after, "hws_active_streams") == 0
+    assert value(after, "hws_model_load_seconds") > 0
+    assert any(name == "hws_build_info" and dict(labels).get("model") == "tiny.en-embedded" for name, labels in after)
+
+
+def test_failed_stream_counted_with_its_code(live_server: ServerProcess) -> None:
+    import grpc
+    import pytest
+
+    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+
+    before = scrape(live_server)
+    with pytest.raises(grpc.RpcError):
+        stream(live_server.address, [pb.StreamingTranscribeRequest(audio=b"\x00\x00")])
+    after = scrape(live_server)
+    labels = {**STREAM, "grpc_code": "INVALID_ARGUMENT"}
+    assert (
+        value(after, "grpc_server_handled_total", **labels) - value(before, "grpc_server_handled_total", **labels) == 1
+    )
