@@ -18,4 +18,5 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py*"))
     assert generated
     for relative in generated:
-        assert (ROOT / relative).read_text() == (tmp_path / relative).read_text(), f"{relative} is stale: run make proto"
+        fresh = (tmp_path / relative).read_text()
+        assert (ROOT / relative).read_text() == fresh, f"{relative} is stale: run make proto"
