@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTO := proto/hws/transcriber/v1/transcriber.proto
 EVAL ?= ../shared/eval
 
-.PHONY: install run test lint format proto demo bench clean
+.PHONY: install infra-tools run test infra-test lint format proto demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,23 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+## Static-check tools for the container, compose, dashboards and Terraform (own venvs; promtool via apt).
+infra-tools:
+	scripts/infra_tools.sh
+
 ## Run the server on the embedded tiny.en model (CPU unless CTranslate2 sees a GPU), gRPC :50051, metrics :8000.
 run: $(STAMP)
 	$(BIN)/hws-server
 
 ## Lint, then the whole suite: unit, end-to-end against the real server and model, and static checks.
-test: $(STAMP)
+test: $(STAMP) infra-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -rs
+
+## Only the infrastructure checks (Dockerfile, compose, Prometheus, Grafana, Terraform).
+infra-test: $(STAMP) infra-tools
+	$(BIN)/python -m pytest tests/infra -q -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -43,4 +51,4 @@ demo: $(STAMP)
 	scripts/demo.sh $(EVAL)/synth_dialogue_clean.wav
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-infra .venv-checkov .pytest_cache .ruff_cache

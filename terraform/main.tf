@@ -1,0 +1,114 @@
+# Hosted Whisper Streaming on ECS (EC2 GPU capacity) behind an HTTPS/gRPC ALB.
+#
+# Apply order on a fresh account: `terraform apply -target=module.ecr`, push the image,
+# then `terraform apply` (docs/operations.md).
+
+data "aws_route53_zone" "this" {
+  name         = var.hosted_zone_name
+  private_zone = false
+}
+
+locals {
+  cluster_name   = var.name
+  log_group_name = "/ecs/${var.name}"
+  image          = var.image != null ? var.image : "${module.ecr.repository_url}:${var.image_tag}"
+}
+
+module "ecr" {
+  source = "./modules/ecr"
+
+  name        = var.name
+  kms_key_arn = var.kms_key_arn
+}
+
+module "network" {
+  source = "./modules/network"
+
+  name        = var.name
+  az_count    = var.az_count
+  egress_mode = var.egress_mode
+  kms_key_arn = var.kms_key_arn
+}
+
+# Provider-free: container definition, user data and the derived timings
+# (stopTimeout, deregistration delay, health check grace) in one place.
+module "render" {
+  source = "./modules/render"
+
+  name                = var.name
+  image               = local.image
+  model               = var.model
+  device              = "cuda"
+  compute_type        = var.compute_type
+  max_streams         = var.max_streams
+  grace_period_s      = var.grace_period_s
+  model_load_budget_s = var.model_load_budget_s
+  aws_region          = var.region
+  log_group_name      = local.log_group_name
+  cluster_name        = local.cluster_name
+}
+
+module "gpu_cluster" {
+  source = "./modules/gpu_cluster"
+
+  name               = var.name
+  cluster_name       = local.cluster_name
+  vpc_id             = module.network.vpc_id
+  private_subnet_ids = module.network.private_subnet_ids
+  instance_type      = var.instance_type
+  user_data_base64   = module.render.user_data_base64
+  ebs_kms_key_arn    = var.kms_key_arn
+  min_size           = var.min_tasks
+  # One task per GPU instance, plus one spare for a rolling deployment (maximum 200%).
+  max_size = var.max_tasks + 1
+}
+
+module "alb" {
+  source = "./modules/alb"
+
+  name                       = var.name
+  vpc_id                     = module.network.vpc_id
+  public_subnet_ids          = module.network.public_subnet_ids
+  domain_name                = var.domain_name
+  hosted_zone_id             = data.aws_route53_zone.this.zone_id
+  allowed_cidrs              = var.allowed_cidrs
+  target_port                = module.render.grpc_port
+  target_type                = "ip"
+  idle_timeout_s             = 3600
+  deregistration_delay_s     = module.render.deregistration_delay_s
+  enable_deletion_protection = var.enable_deletion_protection
+  access_logs_bucket         = var.alb_access_logs_bucket
+}
+
+module "service" {
+  source = "./modules/service"
+
+  name                        = var.name
+  cluster_arn                 = module.gpu_cluster.cluster_arn
+  cluster_name                = module.gpu_cluster.cluster_name
+  capacity_provider_name      = module.gpu_cluster.capacity_provider_name
+  vpc_id                      = module.network.vpc_id
+  private_subnet_ids          = module.network.private_subnet_ids
+  alb_security_group_id       = module.alb.security_group_id
+  target_group_arn            = module.alb.target_group_arn
+  alb_arn_suffix              = module.alb.alb_arn_suffix
+  target_group_arn_suffix     = module.alb.target_group_arn_suffix
+  container_definitions_json  = module.render.container_definitions_json
+  container_name              = module.render.container_name
+  grpc_port                   = module.render.grpc_port
+  metrics_port                = module.render.metrics_port
+  metrics_allowed_cidrs       = var.metrics_allowed_cidrs
+  health_check_grace_period_s = module.render.health_check_grace_period_s
+  log_group_name              = local.log_group_name
+  log_retention_days          = var.log_retention_days
+  log_kms_key_arn             = var.kms_key_arn
+  ecr_repository_arn          = module.ecr.repository_arn
+  desired_count               = var.min_tasks
+  min_count                   = var.min_tasks
+  max_count                   = var.max_tasks
+  requests_per_target         = var.requests_per_target
+
+  # Destroy order: the service (and its tasks) go before the capacity provider
+  # association, the capacity provider, the ASG and the NAT/VPC.
+  depends_on = [module.gpu_cluster, module.network]
+}

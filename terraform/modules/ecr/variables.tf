@@ -1,0 +1,34 @@
+variable "name" {
+  description = "Repository name."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "Optional customer-managed KMS key ARN (null = AWS-managed KMS key for ECR)."
+  type        = string
+  default     = null
+}
+
+variable "keep_tagged_images" {
+  description = "Number of tagged images to keep (older ones expire)."
+  type        = number
+  default     = 20
+}
+
+variable "untagged_expiry_days" {
+  description = "Days after which untagged images expire."
+  type        = number
+  default     = 7
+}
+
+variable "force_delete" {
+  description = "Delete the repository even if it still holds images, so `terraform destroy` works in one go."
+  type        = bool
+  default     = true
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

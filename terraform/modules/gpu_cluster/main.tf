@@ -1,0 +1,212 @@
+# ECS cluster on GPU EC2 instances: cluster, launch template, ASG, capacity provider.
+#
+# Destroy in one go: managed termination protection is DISABLED and the ASG has
+# protect_from_scale_in = false + force_delete = true. With managed termination
+# protection ENABLED, ECS sets scale-in protection on every instance running a task and
+# the ASG cannot be deleted by `terraform destroy` (the protection outlives the capacity
+# provider). Scale-in safety comes from managed draining instead (ECS drains the tasks
+# of an instance before the ASG terminates it). The capacity_provider_name output depends
+# on the cluster association, so a service using it is destroyed first.
+
+data "aws_ssm_parameter" "gpu_ami" {
+  count = var.ami_id == null ? 1 : 0
+
+  name = var.ami_ssm_parameter
+}
+
+locals {
+  ami_id = var.ami_id != null ? var.ami_id : nonsensitive(data.aws_ssm_parameter.gpu_ami[0].value)
+}
+
+resource "aws_ecs_cluster" "this" {
+  #checkov:skip=CKV_AWS_224:ECS Exec is not enabled on the service, so there is no exec session log to encrypt.
+  name = var.cluster_name
+
+  setting {
+    name  = "containerInsights"
+    value = var.container_insights
+  }
+
+  tags = var.tags
+}
+
+# Instance role: ECS agent + SSM Session Manager (no SSH, no key pair).
+data "aws_iam_policy_document" "ec2_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "instance" {
+  name_prefix        = "${var.name}-ecs-instance-"
+  assume_role_policy = data.aws_iam_policy_document.ec2_assume.json
+
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "ecs_for_ec2" {
+  role       = aws_iam_role.instance.name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+}
+
+resource "aws_iam_role_policy_attachment" "ssm" {
+  role       = aws_iam_role.instance.name
+  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "instance" {
+  name_prefix = "${var.name}-ecs-instance-"
+  role        = aws_iam_role.instance.name
+
+  tags = var.tags
+}
+
+# Instances take no inbound traffic: tasks run in awsvpc mode with their own ENI and SG.
+resource "aws_security_group" "instance" {
+  name_prefix = "${var.name}-ecs-instance-"
+  description = "ECS GPU container instances (no inbound)"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-ecs-instance" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_egress_rule" "instance_https" {
+  security_group_id = aws_security_group.instance.id
+  description       = "HTTPS to ECS, ECR, CloudWatch, SSM and package repositories"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_launch_template" "this" {
+  name_prefix            = "${var.name}-gpu-"
+  description            = "ECS-optimised AL2023 GPU instances for ${var.cluster_name}"
+  image_id               = local.ami_id
+  instance_type          = var.instance_type
+  user_data              = var.user_data_base64
+  vpc_security_group_ids = [aws_security_group.instance.id]
+  update_default_version = true
+  ebs_optimized          = true
+
+  iam_instance_profile {
+    arn = aws_iam_instance_profile.instance.arn
+  }
+
+  # IMDSv2 only. Hop limit 1: tasks run in awsvpc mode with IMDS blocked
+  # (ECS_AWSVPC_BLOCK_IMDS=true); they get credentials from the task role endpoint.
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+    instance_metadata_tags      = "disabled"
+  }
+
+  block_device_mappings {
+    device_name = "/dev/xvda"
+
+    ebs {
+      volume_size           = var.root_volume_size_gb
+      volume_type           = "gp3"
+      encrypted             = true
+      kms_key_id            = var.ebs_kms_key_arn
+      delete_on_termination = true
+    }
+  }
+
+  monitoring {
+    enabled = true
+  }
+
+  tag_specifications {
+    resource_type = "instance"
+    tags          = merge(var.tags, { Name = "${var.name}-gpu" })
+  }
+
+  tag_specifications {
+    resource_type = "volume"
+    tags          = merge(var.tags, { Name = "${var.name}-gpu" })
+  }
+
+  tags = var.tags
+}
+
+resource "aws_autoscaling_group" "this" {
+  name_prefix         = "${var.name}-gpu-"
+  vpc_zone_identifier = var.private_subnet_ids
+  min_size            = var.min_size
+  max_size            = var.max_size
+  health_check_type   = "EC2"
+
+  # Keep these two consistent with managed_termination_protection = "DISABLED":
+  # no instance is ever scale-in protected, and destroy deletes the group without
+  # waiting for ECS to release instances.
+  protect_from_scale_in = false
+  force_delete          = true
+
+  launch_template {
+    id      = aws_launch_template.this.id
+    version = aws_launch_template.this.latest_version
+  }
+
+  # Required for ECS managed scaling.
+  tag {
+    key                 = "AmazonECSManaged"
+    value               = "true"
+    propagate_at_launch = true
+  }
+
+  dynamic "tag" {
+    for_each = var.tags
+    content {
+      key                 = tag.key
+      value               = tag.value
+      propagate_at_launch = true
+    }
+  }
+
+  lifecycle {
+    # ECS managed scaling owns desired_capacity.
+    ignore_changes = [desired_capacity]
+  }
+}
+
+resource "aws_ecs_capacity_provider" "this" {
+  name = "${var.name}-gpu"
+
+  auto_scaling_group_provider {
+    auto_scaling_group_arn         = aws_autoscaling_group.this.arn
+    managed_termination_protection = "DISABLED"
+    managed_draining               = "ENABLED"
+
+    managed_scaling {
+      status                    = "ENABLED"
+      target_capacity           = var.managed_scaling_target_capacity
+      minimum_scaling_step_size = 1
+      maximum_scaling_step_size = 2
+      instance_warmup_period    = var.instance_warmup_period_s
+    }
+  }
+
+  tags = var.tags
+}
+
+resource "aws_ecs_cluster_capacity_providers" "this" {
+  cluster_name       = aws_ecs_cluster.this.name
+  capacity_providers = [aws_ecs_capacity_provider.this.name]
+
+  default_capacity_provider_strategy {
+    capacity_provider = aws_ecs_capacity_provider.this.name
+    weight            = 1
+    base              = 0
+  }
+}

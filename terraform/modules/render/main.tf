@@ -1,0 +1,95 @@
+# Pure rendering: the ECS container definition and the instance user data.
+# No resources, no data sources, no providers.
+
+locals {
+  stop_timeout_s         = var.grace_period_s + var.stop_margin_s
+  deregistration_delay_s = var.grace_period_s + var.stop_margin_s
+
+  environment_map = merge(
+    var.extra_environment,
+    {
+      HWS_HOST            = "0.0.0.0"
+      HWS_PORT            = tostring(var.grpc_port)
+      HWS_METRICS_PORT    = tostring(var.metrics_port)
+      HWS_DEVICE          = var.device
+      HWS_COMPUTE_TYPE    = var.compute_type
+      HWS_LOG_FORMAT      = "json"
+      HWS_LOG_LEVEL       = var.log_level
+      HWS_MAX_STREAMS     = tostring(var.max_streams)
+      HWS_GRACE_PERIOD_S  = tostring(var.grace_period_s)
+      HWS_MODEL_CACHE_DIR = "/var/cache/hws/models"
+    },
+    var.model == null ? {} : { HWS_MODEL = var.model },
+  )
+
+  container_definition = {
+    name      = var.name
+    image     = var.image
+    essential = true
+    user      = "10001:10001"
+
+    portMappings = [
+      { name = "grpc", containerPort = var.grpc_port, protocol = "tcp", appProtocol = "grpc" },
+      { name = "metrics", containerPort = var.metrics_port, protocol = "tcp", appProtocol = "http" },
+    ]
+
+    environment = [for k in sort(keys(local.environment_map)) : { name = k, value = local.environment_map[k] }]
+
+    # The GPU requirement is what makes the ECS agent start the container with the NVIDIA runtime.
+    resourceRequirements = [{ type = "GPU", value = tostring(var.gpu_count) }]
+
+    cpu               = var.cpu
+    memoryReservation = var.memory_reservation_mib
+
+    # SIGTERM -> server drains for HWS_GRACE_PERIOD_S -> exits; SIGKILL only after stopTimeout.
+    stopTimeout = local.stop_timeout_s
+
+    readonlyRootFilesystem = true
+    mountPoints = [
+      { sourceVolume = "model-cache", containerPath = "/var/cache/hws", readOnly = false },
+    ]
+    linuxParameters = {
+      initProcessEnabled = true
+      tmpfs              = [{ containerPath = "/tmp", size = 1024, mountOptions = ["noexec", "nosuid"] }]
+    }
+    ulimits = [{ name = "nofile", softLimit = 65536, hardLimit = 65536 }]
+
+    healthCheck = {
+      command     = ["CMD-SHELL", "hws-healthcheck --addr localhost:${var.grpc_port} --timeout 3 || exit 1"]
+      interval    = 15
+      timeout     = 5
+      retries     = 3
+      startPeriod = 300
+    }
+
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = var.log_group_name
+        awslogs-region        = var.aws_region
+        awslogs-stream-prefix = var.name
+        mode                  = "non-blocking"
+        max-buffer-size       = "25m"
+      }
+    }
+  }
+
+  ecs_agent_config = merge(
+    {
+      ECS_ENABLE_GPU_SUPPORT                = "true"
+      ECS_CONTAINER_STOP_TIMEOUT            = "${local.stop_timeout_s}s"
+      ECS_AWSVPC_BLOCK_IMDS                 = "true"
+      ECS_IMAGE_PULL_BEHAVIOR               = "prefer-cached"
+      ECS_ENABLE_CONTAINER_METADATA         = "true"
+      ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION = "15m"
+    },
+    var.extra_ecs_agent_config,
+    { ECS_CLUSTER = var.cluster_name },
+  )
+
+  user_data = join("\n", concat(
+    ["#!/bin/bash", "set -euo pipefail", "cat >> /etc/ecs/ecs.config <<'ECSCONFIG'"],
+    [for k in sort(keys(local.ecs_agent_config)) : "${k}=${local.ecs_agent_config[k]}"],
+    ["ECSCONFIG", ""],
+  ))
+}

@@ -1,0 +1,141 @@
+# Offline tests of the rendering module: `terraform init && terraform test` in this folder.
+
+variables {
+  image          = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hws:1.0.0"
+  aws_region     = "us-east-1"
+  log_group_name = "/ecs/hws"
+  cluster_name   = "hws"
+}
+
+run "defaults" {
+  command = plan
+
+  assert {
+    condition     = output.container_definition.resourceRequirements[0].type == "GPU" && output.container_definition.resourceRequirements[0].value == "1"
+    error_message = "The task must reserve one GPU."
+  }
+
+  assert {
+    condition     = output.environment["HWS_GRACE_PERIOD_S"] == "30"
+    error_message = "HWS_GRACE_PERIOD_S must be the grace period."
+  }
+
+  assert {
+    condition     = output.stop_timeout_s > output.grace_period_s && output.stop_timeout_s <= 120
+    error_message = "stopTimeout must exceed the grace period and stay within the EC2 maximum of 120 s."
+  }
+
+  assert {
+    condition     = output.container_definition.stopTimeout == output.stop_timeout_s
+    error_message = "The container stopTimeout must be the rendered stop timeout."
+  }
+
+  assert {
+    condition     = output.deregistration_delay_s >= output.grace_period_s
+    error_message = "The ALB deregistration delay must cover the grace period."
+  }
+
+  assert {
+    condition     = output.health_check_grace_period_s >= 60
+    error_message = "The health check grace period must cover model load."
+  }
+
+  assert {
+    condition     = output.ecs_agent_config["ECS_CLUSTER"] == "hws" && strcontains(output.user_data, "ECS_CLUSTER=hws")
+    error_message = "User data must set ECS_CLUSTER."
+  }
+
+  assert {
+    condition     = strcontains(output.user_data, "ECS_CONTAINER_STOP_TIMEOUT=40s")
+    error_message = "The agent stop timeout must match the container stopTimeout."
+  }
+
+  assert {
+    condition     = base64decode(output.user_data_base64) == output.user_data
+    error_message = "user_data_base64 must encode user_data."
+  }
+
+  assert {
+    condition     = !contains(keys(output.environment), "HWS_MODEL")
+    error_message = "Without a model override the image's HWS_MODEL must be kept."
+  }
+
+  assert {
+    condition     = output.container_definition.healthCheck.command[0] == "CMD-SHELL" && strcontains(output.container_definition.healthCheck.command[1], "hws-healthcheck --addr localhost:50051")
+    error_message = "The container health check must call hws-healthcheck."
+  }
+
+  assert {
+    condition     = jsondecode(output.container_definitions_json)[0].name == "hws"
+    error_message = "container_definitions_json must be a JSON list with the container."
+  }
+
+  assert {
+    condition     = output.container_definition.readonlyRootFilesystem == true && output.container_definition.user == "10001:10001"
+    error_message = "The container must run non-root with a read-only root filesystem."
+  }
+}
+
+run "model_override_and_long_grace" {
+  command = plan
+
+  variables {
+    model          = "/opt/models/large-v3"
+    grace_period_s = 100
+    max_streams    = 8
+    extra_environment = {
+      HWS_GRACE_PERIOD_S = "1"
+      EXTRA              = "x"
+    }
+  }
+
+  assert {
+    condition     = output.environment["HWS_MODEL"] == "/opt/models/large-v3"
+    error_message = "The model override must reach HWS_MODEL."
+  }
+
+  assert {
+    condition     = output.environment["HWS_GRACE_PERIOD_S"] == "100" && output.environment["EXTRA"] == "x"
+    error_message = "extra_environment must not override HWS_GRACE_PERIOD_S."
+  }
+
+  assert {
+    condition     = output.stop_timeout_s == 110 && output.deregistration_delay_s == 110
+    error_message = "stop timeout and deregistration delay follow the grace period."
+  }
+
+  assert {
+    condition     = output.environment["HWS_MAX_STREAMS"] == "8"
+    error_message = "HWS_MAX_STREAMS must follow max_streams."
+  }
+}
+
+run "grace_period_above_ec2_stop_timeout_is_rejected" {
+  command = plan
+
+  variables {
+    grace_period_s = 115
+  }
+
+  expect_failures = [var.grace_period_s]
+}
+
+run "zero_gpus_is_rejected" {
+  command = plan
+
+  variables {
+    gpu_count = 0
+  }
+
+  expect_failures = [var.gpu_count]
+}
+
+run "short_model_load_budget_is_rejected" {
+  command = plan
+
+  variables {
+    model_load_budget_s = 5
+  }
+
+  expect_failures = [var.model_load_budget_s]
+}

@@ -1,0 +1,155 @@
+variable "name" {
+  description = "Container name (also the ECS service/task family prefix)."
+  type        = string
+  default     = "hws"
+
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9_-]{1,255}$", var.name))
+    error_message = "name may contain letters, digits, '-' and '_' only."
+  }
+}
+
+variable "image" {
+  description = "Full image reference (registry/repo:tag or @digest) of the HWS server image."
+  type        = string
+}
+
+variable "model" {
+  description = "HWS_MODEL override. null keeps what the image sets (the baked model, or the embedded tiny.en)."
+  type        = string
+  default     = null
+}
+
+variable "device" {
+  description = "HWS_DEVICE: auto, cpu or cuda."
+  type        = string
+  default     = "cuda"
+
+  validation {
+    condition     = contains(["auto", "cpu", "cuda"], var.device)
+    error_message = "device must be auto, cpu or cuda."
+  }
+}
+
+variable "compute_type" {
+  description = "HWS_COMPUTE_TYPE: auto, int8, float16, int8_float16 or float32."
+  type        = string
+  default     = "float16"
+
+  validation {
+    condition     = contains(["auto", "int8", "float16", "int8_float16", "float32"], var.compute_type)
+    error_message = "compute_type must be auto, int8, float16, int8_float16 or float32."
+  }
+}
+
+variable "log_level" {
+  description = "HWS_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR)."
+  type        = string
+  default     = "INFO"
+}
+
+variable "max_streams" {
+  description = "HWS_MAX_STREAMS: concurrent streams one task accepts."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.max_streams >= 1
+    error_message = "max_streams must be at least 1."
+  }
+}
+
+variable "grace_period_s" {
+  description = "HWS_GRACE_PERIOD_S: seconds the server drains open streams after SIGTERM. ECS on EC2 caps stopTimeout at 120 s, and stopTimeout = grace + stop_margin_s, so grace must leave room for the margin."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.grace_period_s >= 1 && var.grace_period_s <= 110
+    error_message = "grace_period_s must be between 1 and 110 (stopTimeout = grace + margin must stay <= 120 s on EC2)."
+  }
+}
+
+variable "stop_margin_s" {
+  description = "Seconds added to the grace period for stopTimeout (and the ALB deregistration delay) so the process exits on its own before SIGKILL."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.stop_margin_s >= 1 && var.stop_margin_s <= 60
+    error_message = "stop_margin_s must be between 1 and 60."
+  }
+}
+
+variable "model_load_budget_s" {
+  description = "Seconds a new task may take to download/load its model before load-balancer health checks count (ECS health_check_grace_period_seconds)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.model_load_budget_s >= 60 && var.model_load_budget_s <= 2147483647
+    error_message = "model_load_budget_s must be at least 60 seconds (a GPU model load is not 5 s)."
+  }
+}
+
+variable "grpc_port" {
+  description = "HWS_PORT: gRPC port in the container."
+  type        = number
+  default     = 50051
+}
+
+variable "metrics_port" {
+  description = "HWS_METRICS_PORT: Prometheus /metrics port in the container."
+  type        = number
+  default     = 8000
+}
+
+variable "gpu_count" {
+  description = "GPUs reserved per task (ECS resourceRequirements type GPU; this is what gets the NVIDIA runtime)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.gpu_count >= 1
+    error_message = "gpu_count must be at least 1: the task must ask for a GPU."
+  }
+}
+
+variable "cpu" {
+  description = "CPU units reserved for the container (1024 = 1 vCPU)."
+  type        = number
+  default     = 3072
+}
+
+variable "memory_reservation_mib" {
+  description = "Soft memory reservation (MiB) for the container."
+  type        = number
+  default     = 12288
+}
+
+variable "aws_region" {
+  description = "Region for the awslogs driver."
+  type        = string
+}
+
+variable "log_group_name" {
+  description = "CloudWatch log group the awslogs driver writes to."
+  type        = string
+}
+
+variable "cluster_name" {
+  description = "ECS cluster name written to /etc/ecs/ecs.config as ECS_CLUSTER."
+  type        = string
+}
+
+variable "extra_environment" {
+  description = "Extra container environment variables (must not override the HWS_* keys this module sets)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "extra_ecs_agent_config" {
+  description = "Extra ECS agent settings appended to /etc/ecs/ecs.config."
+  type        = map(string)
+  default     = {}
+}
