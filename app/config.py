@@ -48,6 +48,10 @@ class Settings:
     compute_type: str = "auto"
     cpu_threads: int = 0
     beam_size: int = 1
+    # Scheduling: decodes from different streams share one batched encoder pass
+    max_batch_size: int = 0  # 0: auto (8 on GPU, 1 on CPU, where batching measured no gain)
+    batch_wait_ms: int = 0  # how long a lone job waits for company before running
+    partial_max_age_s: float = 2.0  # a partial queued longer than this is stale and dropped
     # Stream defaults (a client may override the VAD ones per stream)
     vad_aggressiveness: int = 2
     vad_frame_ms: int = 30
@@ -64,8 +68,12 @@ class Settings:
     max_hotword_chars: int = 100
     stream_idle_timeout_s: float = 30.0
     grace_period_s: float = 30.0
-    # Surfaces
+    # Surfaces and security
     reflection: bool = True
+    compat: bool = True  # the original AudioTranscriberService / HealthCheckService
+    api_keys_file: str = ""  # one key per line; empty: no authentication
+    tls_cert: str = ""  # PEM certificate chain; with tls_key, serve TLS instead of plaintext
+    tls_key: str = ""
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -76,6 +84,13 @@ class Settings:
         _check(self.compute_type in COMPUTE_TYPES, "compute_type", f"must be one of {', '.join(COMPUTE_TYPES)}")
         _check(self.cpu_threads >= 0, "cpu_threads", "must be >= 0 (0: CTranslate2 decides)")
         _check(1 <= self.beam_size <= 10, "beam_size", "must be 1-10")
+        _check(0 <= self.max_batch_size <= 64, "max_batch_size", "must be 0-64 (0: auto)")
+        _check(0 <= self.batch_wait_ms <= 1000, "batch_wait_ms", "must be 0-1000")
+        _check(self.partial_max_age_s > 0, "partial_max_age_s", "must be > 0")
+        _check(bool(self.tls_cert) == bool(self.tls_key), "tls_cert", "tls_cert and tls_key go together")
+        for name in ("api_keys_file", "tls_cert", "tls_key"):
+            path = getattr(self, name)
+            _check(not path or Path(path).is_file(), name, f"file not found: {path}")
         _check(0 <= self.vad_aggressiveness <= 3, "vad_aggressiveness", "must be 0-3")
         _check(self.vad_frame_ms in (10, 20, 30), "vad_frame_ms", "must be 10, 20 or 30 (webrtcvad frame sizes)")
         _check(100 <= self.endpoint_silence_ms <= 5000, "endpoint_silence_ms", "must be 100-5000")
@@ -125,6 +140,9 @@ HELP = {
     "compute_type": "auto (float16 on GPU, int8 on CPU) or a CTranslate2 compute type",
     "cpu_threads": "CTranslate2 threads on CPU (0: one per core)",
     "beam_size": "beam size for final decodes (partials are greedy)",
+    "max_batch_size": "most decodes batched into one encoder pass (0: 8 on GPU, 1 on CPU)",
+    "batch_wait_ms": "how long a lone decode waits for others to batch with",
+    "partial_max_age_s": "a partial decode queued longer than this is dropped as stale",
     "vad_aggressiveness": "default webrtcvad aggressiveness 0-3",
     "vad_frame_ms": "webrtcvad frame length: 10, 20 or 30 ms",
     "endpoint_silence_ms": "default silence that ends an utterance",
@@ -140,6 +158,10 @@ HELP = {
     "stream_idle_timeout_s": "a stream with no message for this long is closed",
     "grace_period_s": "on SIGTERM, time to finish open streams before exiting",
     "reflection": "serve gRPC server reflection (true/false)",
+    "compat": "serve the original AudioTranscriberService and HealthCheckService (true/false)",
+    "api_keys_file": "file of API keys, one per line; clients send one as 'authorization: Bearer KEY' (empty: open)",
+    "tls_cert": "PEM certificate chain for TLS on the server itself",
+    "tls_key": "PEM private key for TLS on the server itself",
     "log_format": "auto (console on a TTY, JSON otherwise), json or console",
     "log_level": "debug, info, warning or error",
 }
