@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PROTO := proto/hws/transcriber/v1/transcriber.proto
+PROTO := proto/hws/transcriber/v1/transcriber.proto proto/compat/audio_transcriber.proto
 EVAL ?= ../shared/eval
 
 .PHONY: install infra-tools run test infra-test lint format proto demo bench clean

@@ -23,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from app import logs, metrics
+from app.compat import add_compat_services
 from app.config import ConfigError, Settings, load_settings
 from app.engine import Engine
 from app.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
@@ -77,13 +78,11 @@ class App:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self._set_health(False)
+        names = [TRANSCRIBER_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        if self.settings.compat:
+            names += add_compat_services(self.server, self.settings, self.engine, self.state)
         if self.settings.reflection:
-            names = (
-                TRANSCRIBER_SERVICE,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            )
-            reflection.enable_server_reflection(names, self.server)
+            reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.server)
         port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
         if port == 0:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")

@@ -189,6 +189,23 @@ def output_to_pb(output: Output) -> pb.StreamingTranscribeResponse:
     return pb.StreamingTranscribeResponse(result=result_to_pb(output))
 
 
+@contextlib.asynccontextmanager
+async def rpc_scope(context: grpc.aio.ServicerContext) -> AsyncIterator[str]:
+    """One RPC: a stream id on every log line, refusals and failures turned into statuses."""
+    stream_id = uuid.uuid4().hex[:12]
+    structlog.contextvars.bind_contextvars(stream_id=stream_id, peer=context.peer())
+    try:
+        yield stream_id
+    except StreamRefused as exc:
+        log.info("stream_refused", code=exc.code.name, reason=exc.message)
+        await context.abort(exc.code, exc.message)
+    except StreamFailure as exc:
+        log.info("stream_failed", code=exc.code.value, reason=exc.message)
+        await context.abort(STATUS_FOR_FAILURE[exc.code], exc.message)
+    finally:
+        structlog.contextvars.unbind_contextvars("stream_id", "peer")
+
+
 async def run_session(
     session: Session, chunks: AsyncIterator[bytes], idle_timeout_s: float, stop: asyncio.Event
 ) -> AsyncIterator[Output]:
@@ -212,9 +229,7 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
     async def StreamingTranscribe(
         self, request_iterator: AsyncIterator[pb.StreamingTranscribeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamingTranscribeResponse]:
-        stream_id = uuid.uuid4().hex[:12]
-        structlog.contextvars.bind_contextvars(stream_id=stream_id, peer=context.peer())
-        try:
+        async with rpc_scope(context) as stream_id:
             with self._state.stream_slot():
                 requests = aiter(request_iterator)
                 config = await self._first_config(requests)
@@ -239,14 +254,6 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
                         yield output_to_pb(output)
                 finally:
                     log.info("stream_ended", audio_s=round(session.audio_seconds, 2))
-        except StreamRefused as exc:
-            log.info("stream_refused", code=exc.code.name, reason=exc.message)
-            await context.abort(exc.code, exc.message)
-        except StreamFailure as exc:
-            log.info("stream_failed", code=exc.code.value, reason=exc.message)
-            await context.abort(STATUS_FOR_FAILURE[exc.code], exc.message)
-        finally:
-            structlog.contextvars.unbind_contextvars("stream_id", "peer")
 
     async def _first_config(self, requests: AsyncIterator[pb.StreamingTranscribeRequest]) -> pb.StreamingConfig:
         timeout = self._settings.stream_idle_timeout_s
@@ -270,27 +277,16 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
     async def Transcribe(
         self, request: pb.TranscribeRequest, context: grpc.aio.ServicerContext
     ) -> pb.TranscribeResponse:
-        stream_id = uuid.uuid4().hex[:12]
-        structlog.contextvars.bind_contextvars(stream_id=stream_id, peer=context.peer())
-        try:
+        async with rpc_scope(context) as stream_id:
             with self._state.stream_slot():
                 params = stream_params(request.config, self._settings, self._engine, interim=False, events=False)
                 session = Session(stream_id, params, self._engine, self._settings.partial_interval_ms)
-                results = [
-                    result_to_pb(output)
-                    async for output in run_session(
-                        session, _once(request.audio), self._settings.stream_idle_timeout_s, asyncio.Event()
-                    )
-                    if isinstance(output, Result)
-                ]
+                outputs = run_session(
+                    session, _once(request.audio), self._settings.stream_idle_timeout_s, asyncio.Event()
+                )
+                results = [result_to_pb(output) async for output in outputs if isinstance(output, Result)]
                 return pb.TranscribeResponse(results=results, duration_s=session.audio_seconds)
-        except StreamRefused as exc:
-            await context.abort(exc.code, exc.message)
-        except StreamFailure as exc:
-            await context.abort(STATUS_FOR_FAILURE[exc.code], exc.message)
-        finally:
-            structlog.contextvars.unbind_contextvars("stream_id", "peer")
-        raise AssertionError("unreachable: abort raises")
+        raise AssertionError("unreachable: rpc_scope aborts on every failure")
 
     async def Ready(self, request: pb.ReadyRequest, context: grpc.aio.ServicerContext) -> pb.ReadyResponse:
         reason = self._state.not_ready_reason

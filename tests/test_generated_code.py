@@ -8,12 +8,12 @@ from pathlib import Path
 
 from tests.helpers import ROOT
 
-PROTO = "proto/hws/transcriber/v1/transcriber.proto"
+PROTOS = ["proto/hws/transcriber/v1/transcriber.proto", "proto/compat/audio_transcriber.proto"]
 
 
 def test_generated_code_is_current(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "grpc_tools.protoc", "-Iapp/gen=proto"]
-    command += [f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}", PROTO]
+    command += [f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}", *PROTOS]
     subprocess.run(command, cwd=ROOT, check=True)
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py*"))
     assert generated

@@ -168,5 +168,7 @@ def test_health_ready_and_reflection(server: ServerProcess) -> None:
         "hws.transcriber.v1.Transcriber",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "AudioTranscriberService",  # the original protocol, for existing clients
+        "HealthCheckService",
     } <= services
     assert replies[1].file_descriptor_response.file_descriptor_proto, "describe works with no .proto at hand"
