@@ -27,7 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("input", nargs="?", help="audio file (any format PyAV decodes), or - for raw PCM on stdin")
     parser.add_argument("--mic", action="store_true", help="stream the microphone (SoX `rec`)")
-    parser.add_argument("--addr", default="localhost:50051", help="server address host:port (default %(default)s)")
+    parser.add_argument(
+        "--addr",
+        action="append",
+        help="server address host:port (default localhost:50051); repeat to fail over when a stream is resumed",
+    )
+    parser.add_argument(
+        "--resume-attempts",
+        type=int,
+        default=5,
+        help="reconnect this many times when the connection drops or the server drains (default %(default)s; 0: never)",
+    )
     parser.add_argument("--tls", action="store_true", help="use TLS (system roots unless --ca-cert)")
     parser.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate (implies --tls)")
     parser.add_argument("--timeout", type=float, default=None, help="deadline for the whole stream in seconds")
@@ -90,6 +100,10 @@ class Display:
             self._partial_shown = True
         self.out.flush()
 
+    def notice(self, text: str) -> None:
+        self._clear()
+        print(f"hws-client: {text}", file=sys.stderr, flush=True)
+
     def _clear(self) -> None:
         if self._partial_shown:
             self.out.write("\r\x1b[2K")
@@ -120,9 +134,24 @@ def main(argv: list[str] | None = None) -> None:
                 Path(args.output).suffix.lstrip(".") if Path(args.output).suffix.lstrip(".") in FORMATS else "txt"
             )
             writer = TranscriptWriter(stack.enter_context(open(args.output, "w", encoding="utf-8")), fmt)
-        channel = stack.enter_context(client.make_channel(args.addr, args.tls, args.ca_cert))
+        addresses = args.addr or ["localhost:50051"]
+
+        def channel_for(attempt: int) -> grpc.Channel:
+            return client.make_channel(addresses[attempt % len(addresses)], args.tls, args.ca_cert)
+
+        def retrying(exc: grpc.RpcError, attempt: int, delay: float) -> None:
+            display.notice(f"{exc.code().name}: {exc.details()}; resuming in {delay:.1f} s (attempt {attempt})")
+
         try:
-            for response in client.stream(channel, source, _config(args), timeout_s=args.timeout):
+            responses = client.stream_resumable(
+                channel_for,
+                source,
+                _config(args),
+                attempts=args.resume_attempts,
+                timeout_s=args.timeout,
+                on_retry=retrying,
+            )
+            for response in responses:
                 if response.WhichOneof("response") == "result":
                     display.show(response.result)
                     if writer is not None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +31,10 @@ class AudioSource:
     sample_rate_hz: int
     encoding: int = pb.LINEAR16
     channels: int = 1
+
+    @property
+    def bytes_per_second(self) -> int:
+        return self.sample_rate_hz * self.channels * (1 if self.encoding == pb.MULAW else 2)
 
 
 def _paced(chunks: Iterable[bytes], seconds_per_chunk: Iterable[float]) -> Iterator[bytes]:
@@ -123,6 +128,107 @@ def stream(
     timeout_s: float | None = None,
     metadata: list[tuple[str, str]] | None = None,
 ) -> Iterator[pb.StreamingTranscribeResponse]:
-    """Stream the source; yields the server's responses as they arrive."""
+    """Stream the source once; yields the server's responses as they arrive."""
     stub = pb_grpc.TranscriberStub(channel)
     yield from stub.StreamingTranscribe(streaming_requests(source, config), timeout=timeout_s, metadata=metadata)
+
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+class _SentAudio:
+    """The audio sent since the last final offset: what a resumed stream must send again."""
+
+    def __init__(self, bytes_per_second: int, frame_bytes: int) -> None:
+        self.bytes_per_second = bytes_per_second
+        self.frame_bytes = frame_bytes
+        self.offset_s = 0.0  # stream time of kept[0]
+        self.kept = bytearray()
+        self.lock = threading.Lock()
+
+    def add(self, chunk: bytes) -> None:
+        with self.lock:
+            self.kept.extend(chunk)
+
+    def finalised(self, final_offset_s: float) -> None:
+        with self.lock:
+            drop = int((final_offset_s - self.offset_s) * self.bytes_per_second)
+            drop -= drop % self.frame_bytes
+            if drop > 0:
+                del self.kept[:drop]
+                self.offset_s += drop / self.bytes_per_second
+
+    def snapshot(self) -> tuple[float, bytes]:
+        with self.lock:
+            return self.offset_s, bytes(self.kept)
+
+
+def stream_resumable(
+    channel_factory: Callable[[int], grpc.Channel],
+    source: AudioSource,
+    config: pb.StreamingConfig,
+    attempts: int = 5,
+    backoff_s: float = 0.5,
+    timeout_s: float | None = None,
+    metadata: list[tuple[str, str]] | None = None,
+    on_retry: Callable[[grpc.RpcError, int, float], None] | None = None,
+) -> Iterator[pb.StreamingTranscribeResponse]:
+    """Stream the source, resuming after a dropped connection or a draining server.
+
+    The client keeps the audio after the last `final_offset_s` the server
+    reported; on UNAVAILABLE or RESOURCE_EXHAUSTED it reconnects (attempt n on
+    `channel_factory(n)`, e.g. the next of several addresses) after an
+    exponential backoff, and sends that audio again with `audio_offset_s`, so
+    no audio and no transcript is lost and nothing is transcribed twice.
+    """
+    frame_bytes = (1 if source.encoding == pb.MULAW else 2) * source.channels
+    sent = _SentAudio(source.bytes_per_second, frame_bytes)
+    chunks = iter(source.chunks)
+    step = max(frame_bytes, source.bytes_per_second // 10 // frame_bytes * frame_bytes)
+    config.recognition.sample_rate_hz = source.sample_rate_hz
+    config.recognition.encoding = source.encoding  # type: ignore[assignment]
+    config.recognition.audio_channel_count = source.channels
+
+    source_lock = threading.Lock()  # one reader of the source at a time, across attempts
+
+    def requests(live: threading.Event) -> Iterator[pb.StreamingTranscribeRequest]:
+        # gRPC reads each attempt's requests on its own thread, which may still be inside the source
+        # when the attempt fails; the snapshot under the lock includes whatever that read returned.
+        with source_lock:
+            offset_s, replay = sent.snapshot()
+        resumed = pb.StreamingConfig()
+        resumed.CopyFrom(config)
+        resumed.audio_offset_s = offset_s
+        yield pb.StreamingTranscribeRequest(config=resumed)
+        for start in range(0, len(replay), step):
+            yield pb.StreamingTranscribeRequest(audio=replay[start : start + step])
+        while True:
+            with source_lock:
+                chunk = next(chunks, None) if live.is_set() else None
+                if chunk is None:
+                    return
+                sent.add(chunk)
+            yield pb.StreamingTranscribeRequest(audio=chunk)
+
+    for attempt in range(attempts + 1):
+        live = threading.Event()
+        live.set()
+        channel = channel_factory(attempt)
+        try:
+            call = pb_grpc.TranscriberStub(channel).StreamingTranscribe(
+                requests(live), timeout=timeout_s, metadata=metadata
+            )
+            for response in call:
+                sent.finalised(response.final_offset_s)
+                yield response
+            return
+        except grpc.RpcError as exc:
+            if exc.code() not in RETRYABLE or attempt == attempts:
+                raise
+            delay = backoff_s * 2**attempt
+            if on_retry is not None:
+                on_retry(exc, attempt + 1, delay)
+            time.sleep(delay)
+        finally:
+            live.clear()
+            channel.close()

@@ -19,7 +19,7 @@ from app.config import Settings
 from app.engine import Engine
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from app.session import Event, EventType, FailureCode, Output, Result, Session, StreamFailure, StreamParams
+from app.session import Event, EventType, FailureCode, Output, Progress, Result, Session, StreamFailure, StreamParams
 from app.vad import VadParams
 
 log = structlog.get_logger("hws.service")
@@ -36,6 +36,8 @@ _ENCODINGS = {
     pb.LINEAR16: Encoding.LINEAR16,
     pb.MULAW: Encoding.MULAW,
 }
+MAX_AUDIO_OFFSET_S = 10_000_000.0  # about 115 days of audio: beyond any real stream
+
 _EVENT_TYPES = {
     EventType.SPEECH_STARTED: pb.SpeechEvent.SPEECH_STARTED,
     EventType.SPEECH_ENDED: pb.SpeechEvent.SPEECH_ENDED,
@@ -183,10 +185,16 @@ def result_to_pb(result: Result) -> pb.SpeechResult:
 
 
 def output_to_pb(output: Output) -> pb.StreamingTranscribeResponse:
+    response = pb.StreamingTranscribeResponse(final_offset_s=output.final_offset_s)
     if isinstance(output, Event):
-        event = pb.SpeechEvent(type=_EVENT_TYPES[output.type], time_s=output.time_s, utterance_id=output.utterance_id)
-        return pb.StreamingTranscribeResponse(event=event)
-    return pb.StreamingTranscribeResponse(result=result_to_pb(output))
+        response.event.CopyFrom(
+            pb.SpeechEvent(type=_EVENT_TYPES[output.type], time_s=output.time_s, utterance_id=output.utterance_id)
+        )
+    elif isinstance(output, Result):
+        response.result.CopyFrom(result_to_pb(output))
+    else:
+        assert isinstance(output, Progress)
+    return response
 
 
 @contextlib.asynccontextmanager
@@ -245,8 +253,15 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
                     rate=params.sample_rate_hz,
                     encoding=params.encoding.value,
                     interim=params.interim_results,
+                    audio_offset_s=config.audio_offset_s,
                 )
-                session = Session(stream_id, params, self._engine, self._settings.partial_interval_ms)
+                offset = config.audio_offset_s
+                if not 0.0 <= offset <= MAX_AUDIO_OFFSET_S:  # also false for NaN
+                    raise StreamRefused(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"audio_offset_s must be between 0 and {MAX_AUDIO_OFFSET_S:g}, got {offset}",
+                    )
+                session = Session(stream_id, params, self._engine, self._settings.partial_interval_ms, offset)
                 try:
                     async for output in run_session(
                         session, _audio_chunks(requests), self._settings.stream_idle_timeout_s, self._state.drain

@@ -32,6 +32,7 @@ MIN_PARTIAL_AUDIO_S = 0.5
 MIN_COMMIT_AUDIO_S = 2.0  # partials from less audio are shown but never committed (see stabilizer)
 PARTIAL_SILENCE_CUTOFF_MS = 240  # no partials once the speaker has paused this long: the final is near
 MAX_PENDING_FINALS = 4  # per stream; past it reading pauses (gRPC flow control slows the sender)
+PROGRESS_STEP_S = 2.0  # through silence, the final offset is reported at least this often
 
 
 class FailureCode(enum.Enum):
@@ -74,6 +75,7 @@ class WordTiming:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
+    final_offset_s: float  # every sample before it is final (see the proto)
     utterance_id: str
     is_final: bool
     text: str
@@ -97,9 +99,17 @@ class Event:
     type: EventType
     time_s: float
     utterance_id: str
+    final_offset_s: float = 0.0
 
 
-Output = Result | Event
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Only the final offset moved (a long silence): lets a resuming client drop its copy of the audio."""
+
+    final_offset_s: float
+
+
+Output = Result | Event | Progress
 
 
 @dataclasses.dataclass
@@ -128,22 +138,32 @@ class _PendingFinal:
     ended_at: float
 
 
-_Item = Output | _PendingPartial | _PendingFinal | StreamFailure | None
+@dataclasses.dataclass
+class _Mark:
+    position: int  # samples before it are final once every earlier item is delivered
+
+
+_Item = Event | _PendingPartial | _PendingFinal | _Mark | StreamFailure | None
 
 
 class Session:
-    def __init__(self, stream_id: str, params: StreamParams, engine: Engine, partial_interval_ms: int) -> None:
+    def __init__(
+        self, stream_id: str, params: StreamParams, engine: Engine, partial_interval_ms: int, offset_s: float = 0.0
+    ) -> None:
         self.stream_id = stream_id
         self.params = params
         self._engine = engine
         self._decoder = AudioDecoder(params.encoding, params.sample_rate_hz, params.channels)
-        self._segmenter = Segmenter(params.vad)
+        start = round(offset_s * TARGET_RATE)
+        self._segmenter = Segmenter(params.vad, start)
+        self._marked_pos = start  # the last final position queued as a _Mark
+        self._final_pos = start  # the last final position delivered
+        self._reported_pos = start  # the last final position sent to the client
         self._partial_interval = partial_interval_ms * TARGET_RATE // 1000
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
         self._final_slots = asyncio.Semaphore(MAX_PENDING_FINALS)
         self._futures: set[Future[DecodeResult | None]] = set()
         self._utterance: _Utterance | None = None
-        self._count = 0
         self._samples = 0  # 16 kHz samples fed to the segmenter
 
     # -- input ------------------------------------------------------------
@@ -201,17 +221,22 @@ class Session:
     async def _finish(self) -> None:
         await self._feed(self._decoder.flush())
         await self._handle(self._segmenter.finish())
+        self._items.put_nowait(_Mark(self._segmenter.final_position))
 
     async def _feed(self, samples: np.ndarray) -> None:
         self._samples += samples.shape[0]
         await self._handle(self._segmenter.feed(samples))
         self._maybe_request_partial()
+        position = self._segmenter.final_position
+        if position - self._marked_pos >= PROGRESS_STEP_S * TARGET_RATE:
+            self._marked_pos = position
+            self._items.put_nowait(_Mark(position))
 
     async def _handle(self, events: list[SpeechStart | SpeechEnd | SpeechDiscarded]) -> None:
         for event in events:
             if isinstance(event, SpeechStart):
-                self._utterance = _Utterance(f"u{self._count}", event.start)
-                self._count += 1
+                # Named by its start, so ids stay unique across resumed connections.
+                self._utterance = _Utterance(f"u{event.start * 1000 // TARGET_RATE}", event.start)
                 self._event(EventType.SPEECH_STARTED, event.start, self._utterance.id)
                 continue
             utterance = self._utterance
@@ -222,6 +247,7 @@ class Session:
             if isinstance(event, SpeechDiscarded):
                 metrics.UTTERANCES.labels(outcome="too_short").inc()
                 log.debug("utterance_too_short", utterance_id=utterance.id, voiced_ms=event.voiced_ms)
+                self._items.put_nowait(_Mark(event.end))
                 continue
             await self._final_slots.acquire()
             # The committed words are final now: no partial of this utterance is processed after this.
@@ -270,8 +296,12 @@ class Session:
         while (item := await self._items.get()) is not None:
             if isinstance(item, StreamFailure):
                 raise item
-            if isinstance(item, Event | Result):
-                yield item
+            if isinstance(item, Event):
+                yield self._reporting(dataclasses.replace(item, final_offset_s=self._final_pos / TARGET_RATE))
+            elif isinstance(item, _Mark):
+                self._final_pos = max(self._final_pos, item.position)
+                if self._final_pos > self._reported_pos:
+                    yield self._reporting(Progress(self._final_pos / TARGET_RATE))
             elif isinstance(item, _PendingPartial):
                 partial = await self._partial(item)
                 if partial is not None:
@@ -280,6 +310,10 @@ class Session:
                 final = await self._final(item)
                 if final is not None:
                     yield final
+
+    def _reporting(self, output: Output) -> Output:
+        self._reported_pos = max(self._reported_pos, round(output.final_offset_s * TARGET_RATE))
+        return output
 
     async def _decoded(self, future: Future[DecodeResult | None]) -> DecodeResult | None:
         try:
@@ -299,7 +333,8 @@ class Session:
         metrics.PARTIAL_LATENCY.observe(time.monotonic() - item.requested)
         start = utterance.start / TARGET_RATE
         return Result(
-            utterance.id, False, stabilized.text, stabilized.stable_text, stabilized.stability, [],
+            self._final_pos / TARGET_RATE, utterance.id, False,
+            stabilized.text, stabilized.stable_text, stabilized.stability, [],
             decoded.confidence, decoded.language, decoded.language_probability,
             start, start + item.audio_len / TARGET_RATE,
         )  # fmt: skip
@@ -312,6 +347,7 @@ class Session:
         assert decoded is not None  # finals are never dropped
         utterance = item.utterance
         metrics.UTTERANCES.labels(outcome="transcribed" if decoded.text else "empty").inc()
+        self._final_pos = max(self._final_pos, item.end)  # the next utterance starts at or after this one's end
         if not decoded.text and not utterance.partials_sent:
             return None  # nothing was said, and nothing shown that needs replacing
         start = utterance.start / TARGET_RATE
@@ -320,10 +356,10 @@ class Session:
             WordTiming(w.word, min(start + w.start, end), min(start + w.end, end), w.probability) for w in decoded.words
         ]
         metrics.FINAL_LATENCY.observe(time.monotonic() - item.ended_at)
-        return Result(
-            utterance.id, True, decoded.text, decoded.text, 1.0, words,
+        return self._reporting(Result(
+            self._final_pos / TARGET_RATE, utterance.id, True, decoded.text, decoded.text, 1.0, words,
             decoded.confidence, decoded.language, decoded.language_probability, start, end,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def close(self) -> None:
         """The stream is over (or the client went away): nothing queued for it is wanted any more."""

@@ -95,7 +95,8 @@ class _Utterance:
 
 
 class Segmenter:
-    def __init__(self, params: VadParams) -> None:
+    def __init__(self, params: VadParams, start: int = 0) -> None:
+        """`start`: stream position of the first sample fed (non-zero when a stream resumes)."""
         self.params = params
         self._vad = webrtcvad.Vad(params.aggressiveness)
         self._frame = TARGET_RATE * params.frame_ms // 1000
@@ -105,7 +106,7 @@ class Segmenter:
         self._max_samples = int(params.max_utterance_s * TARGET_RATE)
         self._capacity = self._max_samples + self._frame
         self._pending = np.zeros(0, dtype=np.float32)  # less than one frame, not yet classified
-        self._position = 0  # stream sample index of the next frame
+        self._position = start  # stream sample index of the next frame
         # Before speech: the last frames with their voicing, for pre-roll and triggering.
         self._history: collections.deque[tuple[np.ndarray, bool]] = collections.deque(
             maxlen=self._pad_frames + self._trigger_frames
@@ -120,6 +121,13 @@ class Segmenter:
     def trailing_silence_ms(self) -> int:
         """Unvoiced time at the end of the utterance in progress (0 when none is)."""
         return 0 if self._utterance is None else self._utterance.silence_frames * self.params.frame_ms
+
+    @property
+    def final_position(self) -> int:
+        """Samples before this position can never belong to a future utterance."""
+        if self._utterance is not None:
+            return self._utterance.start
+        return self._position - len(self._history) * self._frame  # the history may still become pre-roll
 
     def current(self) -> tuple[int, np.ndarray] | None:
         """Start and audio so far of the utterance in progress (a view; do not modify)."""

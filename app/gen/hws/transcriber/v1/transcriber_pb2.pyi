@@ -41,14 +41,16 @@ class RecognitionConfig(_message.Message):
     def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., audio_channel_count: _Optional[int] = ..., language: _Optional[str] = ..., word_timestamps: _Optional[bool] = ..., initial_prompt: _Optional[str] = ..., hotwords: _Optional[_Iterable[str]] = ..., vad_aggressiveness: _Optional[int] = ..., endpoint_silence_ms: _Optional[int] = ..., max_utterance_s: _Optional[float] = ...) -> None: ...
 
 class StreamingConfig(_message.Message):
-    __slots__ = ("recognition", "interim_results", "speech_events")
+    __slots__ = ("recognition", "interim_results", "speech_events", "audio_offset_s")
     RECOGNITION_FIELD_NUMBER: _ClassVar[int]
     INTERIM_RESULTS_FIELD_NUMBER: _ClassVar[int]
     SPEECH_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
     recognition: RecognitionConfig
     interim_results: bool
     speech_events: bool
-    def __init__(self, recognition: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., interim_results: _Optional[bool] = ..., speech_events: _Optional[bool] = ...) -> None: ...
+    audio_offset_s: float
+    def __init__(self, recognition: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., interim_results: _Optional[bool] = ..., speech_events: _Optional[bool] = ..., audio_offset_s: _Optional[float] = ...) -> None: ...
 
 class StreamingTranscribeRequest(_message.Message):
     __slots__ = ("config", "audio")
@@ -59,12 +61,14 @@ class StreamingTranscribeRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[StreamingConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
 
 class StreamingTranscribeResponse(_message.Message):
-    __slots__ = ("result", "event")
+    __slots__ = ("result", "event", "final_offset_s")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    FINAL_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
     result: SpeechResult
     event: SpeechEvent
-    def __init__(self, result: _Optional[_Union[SpeechResult, _Mapping]] = ..., event: _Optional[_Union[SpeechEvent, _Mapping]] = ...) -> None: ...
+    final_offset_s: float
+    def __init__(self, result: _Optional[_Union[SpeechResult, _Mapping]] = ..., event: _Optional[_Union[SpeechEvent, _Mapping]] = ..., final_offset_s: _Optional[float] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
     __slots__ = ("type", "time_s", "utterance_id")
