@@ -136,6 +136,15 @@ def stream(
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
+def _pushback_s(exc: grpc.RpcError) -> float:
+    """The server's retry hint (gRPC's grpc-retry-pushback-ms trailer), 0 when it gave none."""
+    trailers = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
+    for key, value in trailers or ():
+        if key == "grpc-retry-pushback-ms" and str(value).isdigit():
+            return int(value) / 1000
+    return 0.0
+
+
 class _SentAudio:
     """The audio sent since the last final offset: what a resumed stream must send again."""
 
@@ -225,7 +234,7 @@ def stream_resumable(
         except grpc.RpcError as exc:
             if exc.code() not in RETRYABLE or attempt == attempts:
                 raise
-            delay = backoff_s * 2**attempt
+            delay = max(backoff_s * 2**attempt, _pushback_s(exc))
             if on_retry is not None:
                 on_retry(exc, attempt + 1, delay)
             time.sleep(delay)

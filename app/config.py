@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,10 @@ class Settings:
     max_hotwords: int = 50
     max_hotword_chars: int = 100
     stream_idle_timeout_s: float = 30.0
+    backlog_timeout_s: float = 10.0
+    decode_timeout_s: float = 60.0
     grace_period_s: float = 30.0
+    fault_injection: str = ""  # testing aid: "raise" or "hang:SECONDS" for decodes whose prompt has HWS-FAULT
     # Surfaces and security
     reflection: bool = True
     compat: bool = True  # the original AudioTranscriberService / HealthCheckService
@@ -102,6 +106,13 @@ class Settings:
         _check(64 * 1024 <= self.max_message_bytes <= 64 * 1024 * 1024, "max_message_bytes", "must be 64 KiB-64 MiB")
         _check(self.stream_idle_timeout_s > 0, "stream_idle_timeout_s", "must be > 0")
         _check(self.grace_period_s >= 0, "grace_period_s", "must be >= 0")
+        _check(self.backlog_timeout_s > 0, "backlog_timeout_s", "must be > 0")
+        _check(self.decode_timeout_s > 0, "decode_timeout_s", "must be > 0")
+        _check(
+            re.fullmatch(r"|raise|hang:\d+(\.\d+)?", self.fault_injection) is not None,
+            "fault_injection",
+            "must be empty, 'raise' or 'hang:SECONDS'",
+        )
         _check(self.log_format in LOG_FORMATS, "log_format", f"must be one of {', '.join(LOG_FORMATS)}")
         _check(
             self.log_level.lower() in ("debug", "info", "warning", "error"),
@@ -157,6 +168,9 @@ HELP = {
     "max_hotword_chars": "longest hot word accepted",
     "stream_idle_timeout_s": "a stream with no message for this long is closed",
     "grace_period_s": "on SIGTERM, time to finish open streams before exiting",
+    "backlog_timeout_s": "a stream whose finals are this long behind is ended with RESOURCE_EXHAUSTED and a retry hint",
+    "decode_timeout_s": "watchdog: a decode running longer fails its streams and turns health NOT_SERVING",
+    "fault_injection": "testing aid, off when empty: 'raise' or 'hang:SECONDS' for decodes prompted with HWS-FAULT",
     "reflection": "serve gRPC server reflection (true/false)",
     "compat": "serve the original AudioTranscriberService and HealthCheckService (true/false)",
     "api_keys_file": "file of API keys, one per line; clients send one as 'authorization: Bearer KEY' (empty: open)",

@@ -25,6 +25,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,17 @@ class EngineNotReady(RuntimeError):
     pass
 
 
+class DecodeTimeout(RuntimeError):
+    """The watchdog gave up on a decode that ran past decode_timeout_s."""
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the fault-injection testing aid, never otherwise."""
+
+
+FAULT_MARKER = "HWS-FAULT"
+
+
 def resolve_device(requested: str) -> str:
     if requested != "auto":
         return requested
@@ -126,6 +138,11 @@ def resolve_model_path(model: str, cache_dir: str) -> tuple[str, str]:
     return model, model  # a faster-whisper name; WhisperModel downloads it into cache_dir
 
 
+def _fail(job: _Job, exc: BaseException) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)
+
+
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -138,6 +155,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.max_batch_size = 1
         self._suppressed_tokens: dict[str, list[int]] = {}
+        self._running: tuple[float, list[_Job]] | None = None  # the batch in progress, for the watchdog
+        self.stalled = False
+        self.on_stall: Callable[[bool], None] = lambda stalled: None  # called from the watchdog thread
 
     # -- life cycle -------------------------------------------------------
     def load(self) -> ModelInfo:
@@ -170,11 +190,12 @@ class Engine:
         )
         self._thread = threading.Thread(target=self._run, name="hws-engine", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._watch, name="hws-watchdog", daemon=True).start()
         return self.info
 
     @property
     def ready(self) -> bool:
-        return self.info is not None and not self._stopping
+        return self.info is not None and not self._stopping and not self.stalled
 
     def stop(self) -> None:
         with self._lock:
@@ -265,17 +286,50 @@ class Engine:
             self._finals.clear()
             self._partials.clear()
         for job in pending:
-            job.future.set_exception(EngineNotReady("the engine stopped"))
+            _fail(job, EngineNotReady("the engine stopped"))
+
+    def _watch(self) -> None:
+        """Fail the streams of a decode that runs too long, and report the engine stalled until it returns.
+
+        CTranslate2 cannot interrupt a decode, so the worker stays busy; health turns
+        NOT_SERVING so that the load balancer sends new streams elsewhere and the
+        orchestrator can replace the task if the decode never returns.
+        """
+        limit = self.settings.decode_timeout_s
+        while not self._stopping:
+            time.sleep(min(1.0, limit / 4))
+            running = self._running
+            if running is None or self.stalled or time.monotonic() - running[0] <= limit:
+                continue
+            started, jobs = running
+            log.error(
+                "decode_stalled", seconds=round(time.monotonic() - started, 1), streams=[j.stream_id for j in jobs]
+            )
+            self.stalled = True
+            for job in jobs:
+                _fail(job, DecodeTimeout(f"the decode ran longer than {limit:g} s; the server is recovering"))
+            self.on_stall(True)
 
     def _run_batch(self, jobs: list[_Job]) -> None:
         started = time.monotonic()
+        self._running = (started, jobs)
+        try:
+            self._decode_batch(jobs, started)
+        finally:
+            self._running = None
+            if self.stalled:
+                log.info("decode_recovered", seconds=round(time.monotonic() - started, 1))
+                self.stalled = False
+                self.on_stall(False)
+
+    def _decode_batch(self, jobs: list[_Job], started: float) -> None:
         try:
             features = [self._model.feature_extractor(job.audio) for job in jobs]
             encoded = self._encode([pad_or_trim(f[:, : self._model.feature_extractor.nb_max_frames]) for f in features])
         except Exception as exc:  # the batch's streams fail; the worker and other streams go on
             log.exception("encode_failed", streams=[job.stream_id for job in jobs])
             for job in jobs:
-                job.future.set_exception(exc)
+                _fail(job, exc)
             return
         encode_s = (time.monotonic() - started) / len(jobs)
         for job, job_features, encoder_output in zip(jobs, features, encoded, strict=True):
@@ -284,12 +338,13 @@ class Engine:
                 result = self._decode(job, job_features, encoder_output)
             except Exception as exc:
                 log.exception("decode_failed", stream_id=job.stream_id, kind=job.kind.value)
-                job.future.set_exception(exc)
+                _fail(job, exc)
                 continue
             kind = job.kind.value
             metrics.DECODE_SECONDS.labels(kind=kind).observe(encode_s + time.monotonic() - job_started)
             metrics.DECODED_AUDIO_SECONDS.labels(kind=kind).inc(job.audio.shape[0] / TARGET_RATE)
-            job.future.set_result(result)
+            if not job.future.done():  # the watchdog may have given up on it
+                job.future.set_result(result)
         metrics.BATCH_SIZE.observe(len(jobs))
 
     def _encode(self, segments: list[np.ndarray]) -> list[ctranslate2.StorageView]:
@@ -305,7 +360,15 @@ class Engine:
             ctranslate2.StorageView.from_array(np.ascontiguousarray(array[i : i + 1])) for i in range(len(segments))
         ]
 
+    def _inject_fault(self, job: _Job) -> None:
+        if not self.settings.fault_injection or FAULT_MARKER not in (job.options.prompt or ""):
+            return
+        if self.settings.fault_injection == "raise":
+            raise InjectedFault("injected decode failure (fault_injection=raise)")
+        time.sleep(float(self.settings.fault_injection.split(":", 1)[1]))
+
     def _decode(self, job: _Job, features: np.ndarray, encoder_output: ctranslate2.StorageView) -> DecodeResult:
+        self._inject_fault(job)
         model = self._model
         final = job.kind is JobKind.FINAL
         language, language_probability = job.options.language, 1.0

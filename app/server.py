@@ -90,8 +90,20 @@ class App:
             prometheus_client.start_http_server(self.settings.metrics_port, addr=self.settings.host)
         await self.server.start()
         log.info("listening", grpc_port=port, metrics_port=self.settings.metrics_port, version=version())
+        self._loop = asyncio.get_running_loop()
+        self.engine.on_stall = self._engine_stalled
         self._loader = asyncio.create_task(self._load_model())
         return port
+
+    def _engine_stalled(self, stalled: bool) -> None:
+        """From the watchdog thread: health follows the engine."""
+
+        async def update() -> None:
+            self.state.stalled = stalled
+            if self.state.model_ready and not self.state.draining:
+                await self._set_health(not stalled)
+
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(update()))
 
     async def _load_model(self) -> None:
         delay = 1.0

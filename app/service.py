@@ -26,6 +26,7 @@ log = structlog.get_logger("hws.service")
 
 STATUS_FOR_FAILURE = {
     FailureCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    FailureCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     FailureCode.IDLE_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     FailureCode.DRAINING: grpc.StatusCode.UNAVAILABLE,
     FailureCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
@@ -36,7 +37,10 @@ _ENCODINGS = {
     pb.LINEAR16: Encoding.LINEAR16,
     pb.MULAW: Encoding.MULAW,
 }
-MAX_AUDIO_OFFSET_S = 10_000_000.0  # about 115 days of audio: beyond any real stream
+MAX_AUDIO_OFFSET_S = 10_000_000.0
+STREAM_LIMIT_RETRY_S = 1.0
+# gRPC's standard server pushback trailer: how long a client should wait before retrying.
+PUSHBACK_KEY = "grpc-retry-pushback-ms"  # about 115 days of audio: beyond any real stream
 
 _EVENT_TYPES = {
     EventType.SPEECH_STARTED: pb.SpeechEvent.SPEECH_STARTED,
@@ -50,6 +54,7 @@ class ServingState:
     def __init__(self, max_streams: int) -> None:
         self.max_streams = max_streams
         self.model_ready = False
+        self.stalled = False  # the engine's watchdog gave up on a decode
         self.draining = False
         self.drain = asyncio.Event()  # set on SIGTERM: open streams finish up
         self.idle = asyncio.Event()  # set while no stream is open
@@ -62,6 +67,8 @@ class ServingState:
             return "the server is draining (shutting down); connect to another server"
         if not self.model_ready:
             return "the model is still loading; retry shortly"
+        if self.stalled:
+            return "a decode is stuck and the server is recovering; connect to another server"
         return None
 
     @contextlib.contextmanager
@@ -74,6 +81,7 @@ class ServingState:
             raise StreamRefused(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the server is at its limit of {self.max_streams} concurrent streams; retry later or elsewhere",
+                retry_after_s=STREAM_LIMIT_RETRY_S,
             )
         self.active += 1
         self.idle.clear()
@@ -88,10 +96,11 @@ class ServingState:
 
 
 class StreamRefused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 def stream_params(
@@ -206,12 +215,20 @@ async def rpc_scope(context: grpc.aio.ServicerContext) -> AsyncIterator[str]:
         yield stream_id
     except StreamRefused as exc:
         log.info("stream_refused", code=exc.code.name, reason=exc.message)
-        await context.abort(exc.code, exc.message)
+        await _abort(context, exc.code, exc.message, exc.retry_after_s)
     except StreamFailure as exc:
         log.info("stream_failed", code=exc.code.value, reason=exc.message)
-        await context.abort(STATUS_FOR_FAILURE[exc.code], exc.message)
+        await _abort(context, STATUS_FOR_FAILURE[exc.code], exc.message, exc.retry_after_s)
     finally:
         structlog.contextvars.unbind_contextvars("stream_id", "peer")
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, retry_after_s: float | None
+) -> None:
+    if retry_after_s is not None:
+        context.set_trailing_metadata(((PUSHBACK_KEY, str(round(retry_after_s * 1000))),))
+    await context.abort(code, message)
 
 
 async def run_session(
@@ -261,7 +278,14 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
                         grpc.StatusCode.INVALID_ARGUMENT,
                         f"audio_offset_s must be between 0 and {MAX_AUDIO_OFFSET_S:g}, got {offset}",
                     )
-                session = Session(stream_id, params, self._engine, self._settings.partial_interval_ms, offset)
+                session = Session(
+                    stream_id,
+                    params,
+                    self._engine,
+                    self._settings.partial_interval_ms,
+                    offset,
+                    self._settings.backlog_timeout_s,
+                )
                 try:
                     async for output in run_session(
                         session, _audio_chunks(requests), self._settings.stream_idle_timeout_s, self._state.drain

@@ -37,6 +37,7 @@ PROGRESS_STEP_S = 2.0  # through silence, the final offset is reported at least 
 
 class FailureCode(enum.Enum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    OVERLOADED = "OVERLOADED"
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     DRAINING = "DRAINING"
     INTERNAL = "INTERNAL"
@@ -46,10 +47,11 @@ class FailureCode(enum.Enum):
 class StreamFailure(Exception):
     """Ends the stream with a status; everything before it has been delivered."""
 
-    def __init__(self, code: FailureCode, message: str) -> None:
+    def __init__(self, code: FailureCode, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +150,13 @@ _Item = Event | _PendingPartial | _PendingFinal | _Mark | StreamFailure | None
 
 class Session:
     def __init__(
-        self, stream_id: str, params: StreamParams, engine: Engine, partial_interval_ms: int, offset_s: float = 0.0
+        self,
+        stream_id: str,
+        params: StreamParams,
+        engine: Engine,
+        partial_interval_ms: int,
+        offset_s: float = 0.0,
+        backlog_timeout_s: float = 10.0,
     ) -> None:
         self.stream_id = stream_id
         self.params = params
@@ -162,6 +170,7 @@ class Session:
         self._partial_interval = partial_interval_ms * TARGET_RATE // 1000
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
         self._final_slots = asyncio.Semaphore(MAX_PENDING_FINALS)
+        self._backlog_timeout_s = backlog_timeout_s
         self._futures: set[Future[DecodeResult | None]] = set()
         self._utterance: _Utterance | None = None
         self._samples = 0  # 16 kHz samples fed to the segmenter
@@ -204,7 +213,11 @@ class Session:
             failure = exc
         finally:
             stop_wait.cancel()
-        await self._finish()
+        if failure is None or failure.code is not FailureCode.OVERLOADED:  # behind already: add no work
+            try:
+                await self._finish()
+            except StreamFailure as exc:
+                failure = failure or exc
         if failure is not None:
             self._items.put_nowait(failure)
         self._items.put_nowait(None)
@@ -249,10 +262,22 @@ class Session:
                 log.debug("utterance_too_short", utterance_id=utterance.id, voiced_ms=event.voiced_ms)
                 self._items.put_nowait(_Mark(event.end))
                 continue
-            await self._final_slots.acquire()
+            await self._final_slot()
             # The committed words are final now: no partial of this utterance is processed after this.
             future = self._submit(JobKind.FINAL, event.audio, utterance.stabilizer.committed_text or None)
             self._items.put_nowait(_PendingFinal(utterance, event.end, future, time.monotonic()))
+
+    async def _final_slot(self) -> None:
+        """Wait while too many finals are pending (flow control slows the sender), but not for long."""
+        try:
+            await asyncio.wait_for(self._final_slots.acquire(), self._backlog_timeout_s)
+        except TimeoutError:
+            raise StreamFailure(
+                FailureCode.OVERLOADED,
+                f"the server fell {self._backlog_timeout_s:g} s behind on this stream's finals; "
+                "resume from the last final_offset_s after the retry delay",
+                retry_after_s=self._backlog_timeout_s,
+            ) from None
 
     def _maybe_request_partial(self) -> None:
         utterance = self._utterance
