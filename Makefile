@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTO := proto/hws/transcriber/v1/transcriber.proto proto/compat/audio_transcriber.proto
 EVAL ?= ../shared/eval
 
-.PHONY: install infra-tools run test infra-test lint format proto demo bench clean
+.PHONY: install infra-tools run test infra-test lint format proto demo bench whisperlive clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,14 @@ proto: $(STAMP)
 ## Start a server, stream a clip from the eval set at real-time pace, show partials and finals.
 demo: $(STAMP)
 	scripts/demo.sh $(EVAL)/synth_dialogue_clean.wav
+
+## Benchmark against the real server and model (about 14 min on 2 cores; BENCH_ARGS="--whisperlive" adds WhisperLive).
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+## WhisperLive in its own venv (.venv-whisperlive, torch 2.13.0 CPU) for the comparison.
+whisperlive: $(STAMP)
+	scripts/whisperlive_setup.sh
 
 clean:
 	rm -rf $(VENV) .venv-infra .venv-checkov .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TextIO
 import grpc
 
 from app import client
+from app.auth import auth_metadata
 from app.formats import FORMATS, TranscriptWriter
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
@@ -39,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="reconnect this many times when the connection drops or the server drains (default %(default)s; 0: never)",
     )
     parser.add_argument("--tls", action="store_true", help="use TLS (system roots unless --ca-cert)")
+    parser.add_argument(
+        "--api-key", help="API key, sent as 'authorization: Bearer KEY' (default: env HWS_API_KEY; none: no key)"
+    )
     parser.add_argument("--ca-cert", help="PEM file of the CA that signed the server's certificate (implies --tls)")
     parser.add_argument("--timeout", type=float, default=None, help="deadline for the whole stream in seconds")
     parser.add_argument(
@@ -149,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                 _config(args),
                 attempts=args.resume_attempts,
                 timeout_s=args.timeout,
+                metadata=auth_metadata(key) if (key := args.api_key or os.environ.get("HWS_API_KEY")) else None,
                 on_retry=retrying,
             )
             for response in responses:

@@ -21,6 +21,7 @@ import numpy as np
 
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+from app.tls import channel_credentials
 
 DEFAULT_CHUNK_MS = 100
 
@@ -108,8 +109,7 @@ def make_channel(address: str, tls: bool = False, ca_cert: str | None = None) ->
     ]
     if not tls and ca_cert is None:
         return grpc.insecure_channel(address, options=options)
-    root = Path(ca_cert).read_bytes() if ca_cert else None
-    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root), options=options)
+    return grpc.secure_channel(address, channel_credentials(ca_cert), options=options)
 
 
 def streaming_requests(source: AudioSource, config: pb.StreamingConfig) -> Iterator[pb.StreamingTranscribeRequest]:

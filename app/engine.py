@@ -105,6 +105,13 @@ class InjectedFault(RuntimeError):
 
 
 FAULT_MARKER = "HWS-FAULT"
+# Runaway guard: speech yields about 3-5 tokens a second (timestamps included); a hypothesis looping on
+# repeated text (noise, junk hot words, a misleading forced prefix) would otherwise run every fallback
+# temperature to Whisper's 448-token limit, ~20 s on 2 CPU cores, holding up every stream.
+TOKENS_PER_SECOND = 10
+MIN_NEW_TOKENS = 10
+WHISPER_MAX_LENGTH = 448
+PROMPT_OVERHEAD_TOKENS = 8  # <|startofprev|>, the start-of-transcript sequence, a margin
 
 
 def resolve_device(requested: str) -> str:
@@ -360,6 +367,13 @@ class Engine:
             ctranslate2.StorageView.from_array(np.ascontiguousarray(array[i : i + 1])) for i in range(len(segments))
         ]
 
+    def _max_new_tokens(self, job: _Job, tokenizer: Tokenizer) -> int:
+        audio_s = job.audio.shape[0] / TARGET_RATE
+        prompt = len(tokenizer.encode(" " + job.options.prompt.strip())) if job.options.prompt else 0
+        prefix = len(tokenizer.encode(" " + job.options.prefix.strip())) if job.options.prefix else 0
+        room = WHISPER_MAX_LENGTH - min(prompt, WHISPER_MAX_LENGTH // 2 - 1) - prefix - PROMPT_OVERHEAD_TOKENS
+        return max(1, min(int(audio_s * TOKENS_PER_SECOND) + MIN_NEW_TOKENS, room))
+
     def _inject_fault(self, job: _Job) -> None:
         if not self.settings.fault_injection or FAULT_MARKER not in (job.options.prompt or ""):
             return
@@ -406,7 +420,7 @@ class Engine:
             prepend_punctuations="\"'“¿([{-",
             append_punctuations="\"'.。,，!！?？:：”)]}、",
             multilingual=False,
-            max_new_tokens=None,
+            max_new_tokens=self._max_new_tokens(job, tokenizer),
             clip_timestamps="0",
             hallucination_silence_threshold=None,
             hotwords=None,

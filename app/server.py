@@ -23,12 +23,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from app import logs, metrics
+from app.auth import ApiKeyInterceptor, api_keys
 from app.compat import add_compat_services
 from app.config import ConfigError, Settings, load_settings
 from app.engine import Engine
 from app.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from app.grpc_metrics import MetricsInterceptor
 from app.service import ServingState, TranscriberServicer
+from app.tls import server_credentials
 
 log = structlog.get_logger("hws.server")
 
@@ -57,12 +59,22 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
 
 
 class App:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: list[str] | None = None,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
         self.settings = settings
+        self.credentials = credentials
         self.engine = Engine(settings)
         self.state = ServingState(settings.max_streams)
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(interceptors=[MetricsInterceptor()], options=grpc_options(settings))
+        # The first interceptor is the outermost: metrics also count the calls the key check refuses.
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+        if keys is not None:
+            interceptors.append(ApiKeyInterceptor(keys))
+        self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         self._stopped = asyncio.Event()
         self._loader: asyncio.Task[None] | None = None
 
@@ -83,7 +95,11 @@ class App:
             names += add_compat_services(self.server, self.settings, self.engine, self.state)
         if self.settings.reflection:
             reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.server)
-        port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        if self.credentials is not None:
+            port = self.server.add_secure_port(address, self.credentials)
+        else:
+            port = self.server.add_insecure_port(address)
         if port == 0:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
         if self.settings.metrics_port:
@@ -158,8 +174,10 @@ class App:
         await self._stopped.wait()
 
 
-async def serve(settings: Settings) -> None:
-    app = App(settings)
+async def serve(
+    settings: Settings, keys: list[str] | None = None, credentials: grpc.ServerCredentials | None = None
+) -> None:
+    app = App(settings, keys, credentials)
     await app.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -170,12 +188,19 @@ async def serve(settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = load_settings(argv)
-    except ConfigError as exc:
+        keys = api_keys(settings.api_keys_file)  # the file, else HWS_API_KEYS; None: no authentication
+        credentials = server_credentials(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
+    except (ConfigError, ValueError) as exc:  # a bad setting, or an unusable key file or certificate
         print(f"hws-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure(settings.log_format, settings.log_level)
-    log.info("starting", **{k: v for k, v in vars(settings).items() if k not in ("host",)})
-    asyncio.run(serve(settings))
+    log.info(
+        "starting",
+        authentication=keys is not None,
+        tls=credentials is not None,
+        **{k: v for k, v in vars(settings).items() if k not in ("host",)},
+    )
+    asyncio.run(serve(settings, keys, credentials))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+"""The benchmark harness at tiny scale (1 client, 1 short clip), so it cannot rot; correctness only, no timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import ROOT
+
+
+def test_bench_quick_writes_sane_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--results-dir", str(tmp_path)]
+    reply = subprocess.run([*command, "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=280)
+    assert reply.returncode == 0, reply.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert (tmp_path / "latest.json").is_file()
+    assert set(result) >= {"meta", "single_stream", "offline", "comparison", "capacity", "targets"}
+    assert result["meta"]["endpoint_silence_ms"] == 500
+
+    for mode, interim in (("interim_off", False), ("interim_on", True)):
+        single = result["single_stream"][mode]
+        assert single["interim_results"] is interim
+        assert not single["errors"]
+        assert single["finals"] >= 1
+        latency = single["final_latency_s"]
+        assert latency["n"] == single["finals"]
+        assert 0 < latency["p50"] <= latency["p95"] <= latency["max"] < 60
+        assert 0 <= single["wer"] < 0.5  # a clean LibriSpeech clip
+        assert single["cpu_per_audio_s"] > 0
+    assert result["single_stream"]["interim_off"]["partials"] == 0
+    interim_on = result["single_stream"]["interim_on"]
+    assert interim_on["partials"] >= 1 and interim_on["first_partial_s"]["n"] >= 1
+
+    assert 0 <= result["offline"]["wer"] < 0.5 and result["offline"]["cpu_per_audio_s"] > 0
+    for label in ("batching_off", "batching_on"):
+        capacity = result["capacity"][label]
+        assert [step["n"] for step in capacity["steps"]] == [1]
+        assert capacity["capacity"] in (0, 1)
+        assert capacity["steps"][0]["finals"] >= 1
+    assert set(result["targets"]) == {
+        "single_stream_final_p50_le_endpoint_plus_1s",
+        "wer_ratio_le_1_10",
+        "cpu_interim_off_le_1_3x_offline",
+    }
