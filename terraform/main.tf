@@ -35,6 +35,8 @@ module "network" {
 module "render" {
   source = "./modules/render"
 
+  api_keys_secret_arn = var.api_keys_secret_arn
+
   name                = var.name
   image               = local.image
   model               = var.model
@@ -82,6 +84,8 @@ module "alb" {
 
 module "service" {
   source = "./modules/service"
+
+  api_keys_secret_arn = var.api_keys_secret_arn
 
   name                        = var.name
   cluster_arn                 = module.gpu_cluster.cluster_arn

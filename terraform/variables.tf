@@ -149,3 +149,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "api_keys_secret_arn" {
+  description = "ARN of a Secrets Manager secret whose value is the clients' API keys, comma-separated; null: no authentication."
+  type        = string
+  default     = null
+}

@@ -7,10 +7,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2
 
 from tests.helpers import ROOT, ServerProcess, chunked, clip_pcm16, final_text, manifest, stream_clip, wer
@@ -38,35 +38,57 @@ CLIPS = [
     "ls_2830-3980-0043.wav",
     "synth_support.wav",
 ]
-Original = tuple[ModuleType, ModuleType]
+
+
+class Original:
+    """A client for exactly the original .proto: compiled by protoc, its messages in a private descriptor pool.
+
+    The original protocol has no package, so its generated modules would clash in protobuf's default
+    pool with the server's own copy once any test imported the server; the stubs are what grpc's
+    generated code would build: the method paths with the messages' serializers.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        (folder / "original.proto").write_text(ORIGINAL_PROTO)
+        descriptor_set = folder / "original.pb"
+        command = [sys.executable, "-m", "grpc_tools.protoc", f"-I{folder}", f"--descriptor_set_out={descriptor_set}"]
+        subprocess.run([*command, "original.proto"], check=True)
+        files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes()).file
+        messages = message_factory.GetMessages(list(files), pool=descriptor_pool.DescriptorPool())
+        self.AudioRequest = messages["AudioRequest"]
+        self.TranscriptionResponse = messages["TranscriptionResponse"]
+        self.HealthCheckRequest = messages["HealthCheckRequest"]
+        self.HealthCheckResponse = messages["HealthCheckResponse"]
+
+    def transcribe(self, channel: grpc.Channel) -> grpc.StreamStreamMultiCallable:
+        return channel.stream_stream(
+            "/AudioTranscriberService/TranscribeAudio",
+            request_serializer=self.AudioRequest.SerializeToString,
+            response_deserializer=self.TranscriptionResponse.FromString,
+        )
+
+    def check(self, channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable:
+        return channel.unary_unary(
+            "/HealthCheckService/Check",
+            request_serializer=self.HealthCheckRequest.SerializeToString,
+            response_deserializer=self.HealthCheckResponse.FromString,
+        )
 
 
 @pytest.fixture(scope="module")
 def original(tmp_path_factory: pytest.TempPathFactory) -> Original:
-    folder = tmp_path_factory.mktemp("original")
-    (folder / "original.proto").write_text(ORIGINAL_PROTO)
-    command = [sys.executable, "-m", "grpc_tools.protoc", f"-I{folder}", f"--python_out={folder}"]
-    subprocess.run([*command, f"--grpc_python_out={folder}", "original.proto"], check=True)
-    sys.path.insert(0, str(folder))
-    try:
-        import original_pb2
-        import original_pb2_grpc
-    finally:
-        sys.path.remove(str(folder))
-    return original_pb2, original_pb2_grpc
+    return Original(tmp_path_factory.mktemp("original"))
 
 
 def original_stream(original: Original, address: str, pcm: bytes, size: int = 3200, pace_s: float = 0.0) -> list:
-    pb, pb_grpc = original
-
     def audio():
         for chunk in chunked(pcm, size):  # 100 ms messages, as the original client sends
-            yield pb.AudioRequest(audio_data=chunk)
+            yield original.AudioRequest(audio_data=chunk)
             if pace_s:
                 time.sleep(pace_s)
 
     with grpc.insecure_channel(address) as channel:
-        return list(pb_grpc.AudioTranscriberServiceStub(channel).TranscribeAudio(audio(), timeout=120))
+        return list(original.transcribe(channel)(audio(), timeout=120))
 
 
 @pytest.mark.parametrize("clip", CLIPS)
@@ -101,16 +123,15 @@ def test_times_are_wall_clock_of_speech_start_and_sending(server: ServerProcess,
 
 
 def test_health_adapter_says_unavailable_while_the_model_cannot_load(original: Original, log_dir: Path) -> None:
-    pb, pb_grpc = original
     server = ServerProcess(args=["--model", str(ROOT / "no-such-model-folder")]).start(log_dir, wait=False)
     try:
         deadline = time.monotonic() + 30
         details = ""
         with grpc.insecure_channel(server.address) as channel:
-            stub = pb_grpc.HealthCheckServiceStub(channel)
+            check = original.check(channel)
             while time.monotonic() < deadline and "loading" not in details:
                 try:
-                    stub.Check(pb.HealthCheckRequest(), timeout=2)
+                    check(original.HealthCheckRequest(), timeout=2)
                     raise AssertionError("the original Check answered OK while the model could not load")
                 except grpc.RpcError as exc:
                     details = exc.details() or "" if exc.code() == grpc.StatusCode.UNAVAILABLE else ""
@@ -122,23 +143,22 @@ def test_health_adapter_says_unavailable_while_the_model_cannot_load(original: O
 
 
 def test_health_adapter_follows_serving_and_drain(original: Original, log_dir: Path) -> None:
-    pb, pb_grpc = original
     server = ServerProcess(args=["--grace-period-s", "10"]).start(log_dir)
     release = threading.Event()
 
     def held():
-        yield pb.AudioRequest(audio_data=b"\x00\x00" * 1600)
+        yield original.AudioRequest(audio_data=b"\x00\x00" * 1600)
         release.wait(20)
 
     with grpc.insecure_channel(server.address) as channel:
-        health = pb_grpc.HealthCheckServiceStub(channel)
-        assert health.Check(pb.HealthCheckRequest(), timeout=5).status_code == 12
-        call = pb_grpc.AudioTranscriberServiceStub(channel).TranscribeAudio(held(), timeout=30)
+        check = original.check(channel)
+        assert check(original.HealthCheckRequest(), timeout=5).status_code == 12
+        call = original.transcribe(channel)(held(), timeout=30)
         time.sleep(0.5)
         server.terminate()  # draining: the open stream keeps the server up for a moment
         time.sleep(0.3)
         with pytest.raises(grpc.RpcError) as info:
-            health.Check(pb.HealthCheckRequest(), timeout=5)
+            check(original.HealthCheckRequest(), timeout=5)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         release.set()
         with pytest.raises(grpc.RpcError):
@@ -147,11 +167,10 @@ def test_health_adapter_follows_serving_and_drain(original: Original, log_dir: P
 
 
 def test_compat_can_be_turned_off(original: Original, log_dir: Path) -> None:
-    pb, pb_grpc = original
     server = ServerProcess(args=["--compat", "false"]).start(log_dir)
     try:
         with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as info:
-            pb_grpc.HealthCheckServiceStub(channel).Check(pb.HealthCheckRequest(), timeout=5)
+            original.check(channel)(original.HealthCheckRequest(), timeout=5)
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         server.stop()

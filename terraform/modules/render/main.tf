@@ -35,6 +35,9 @@ locals {
 
     environment = [for k in sort(keys(local.environment_map)) : { name = k, value = local.environment_map[k] }]
 
+    # API keys from Secrets Manager (the secret's value: keys separated by commas); unset: no authentication.
+    secrets = var.api_keys_secret_arn == null ? [] : [{ name = "HWS_API_KEYS", valueFrom = var.api_keys_secret_arn }]
+
     # The GPU requirement is what makes the ECS agent start the container with the NVIDIA runtime.
     resourceRequirements = [{ type = "GPU", value = tostring(var.gpu_count) }]
 

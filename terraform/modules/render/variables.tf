@@ -142,6 +142,12 @@ variable "cluster_name" {
   type        = string
 }
 
+variable "api_keys_secret_arn" {
+  description = "ARN of a Secrets Manager secret whose value is the API keys, comma-separated; null: no authentication."
+  type        = string
+  default     = null
+}
+
 variable "extra_environment" {
   description = "Extra container environment variables (must not override the HWS_* keys this module sets)."
   type        = map(string)

@@ -59,6 +59,16 @@ data "aws_iam_policy_document" "execution" {
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.this.arn}:*"]
   }
+
+  # ECS reads the API keys secret at task start and hands it to the container as HWS_API_KEYS.
+  dynamic "statement" {
+    for_each = var.api_keys_secret_arn == null ? [] : [var.api_keys_secret_arn]
+    content {
+      sid       = "ApiKeysSecret"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [statement.value]
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "execution" {

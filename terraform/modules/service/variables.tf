@@ -156,3 +156,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "api_keys_secret_arn" {
+  description = "ARN of the Secrets Manager secret holding the API keys (the task execution role may read only it); null: none."
+  type        = string
+  default     = null
+}

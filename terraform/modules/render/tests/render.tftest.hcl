@@ -139,3 +139,25 @@ run "short_model_load_budget_is_rejected" {
 
   expect_failures = [var.model_load_budget_s]
 }
+
+run "no_api_keys_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(output.container_definition.secrets) == 0
+    error_message = "Without a secret the container gets no HWS_API_KEYS."
+  }
+}
+
+run "api_keys_from_secrets_manager" {
+  command = plan
+
+  variables {
+    api_keys_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hws-api-keys-AbCdEf"
+  }
+
+  assert {
+    condition     = output.container_definition.secrets[0].name == "HWS_API_KEYS" && output.container_definition.secrets[0].valueFrom == "arn:aws:secretsmanager:us-east-1:123456789012:secret:hws-api-keys-AbCdEf"
+    error_message = "The API keys secret must reach the container as HWS_API_KEYS."
+  }
+}
