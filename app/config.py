@@ -16,7 +16,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from app.vad import VadParams
+
 EMBEDDED_MODEL = "tiny.en-embedded"
+_VAD_DEFAULTS = VadParams()
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = (
     "auto",
@@ -53,13 +56,13 @@ class Settings:
     max_batch_size: int = 0  # 0: auto (8 on GPU, 1 on CPU, where batching measured no gain)
     batch_wait_ms: int = 0  # how long a lone job waits for company before running
     partial_max_age_s: float = 2.0  # a partial queued longer than this is stale and dropped
-    # Stream defaults (a client may override the VAD ones per stream)
-    vad_aggressiveness: int = 2
-    vad_frame_ms: int = 30
-    endpoint_silence_ms: int = 500
-    max_utterance_s: float = 25.0
-    min_speech_ms: int = 250
-    speech_pad_ms: int = 300
+    # Stream defaults, from the segmenter's own (a client may override the VAD ones per stream)
+    vad_aggressiveness: int = _VAD_DEFAULTS.aggressiveness
+    vad_frame_ms: int = _VAD_DEFAULTS.frame_ms
+    endpoint_silence_ms: int = _VAD_DEFAULTS.endpoint_silence_ms
+    max_utterance_s: float = _VAD_DEFAULTS.max_utterance_s
+    min_speech_ms: int = _VAD_DEFAULTS.min_speech_ms
+    speech_pad_ms: int = _VAD_DEFAULTS.pad_ms
     partial_interval_ms: int = 700
     # Limits
     max_streams: int = 16
