@@ -34,8 +34,17 @@ class AudioSource:
     channels: int = 1
 
     @property
+    def frame_bytes(self) -> int:
+        return frame_bytes(self.encoding, self.channels)
+
+    @property
     def bytes_per_second(self) -> int:
-        return self.sample_rate_hz * self.channels * (1 if self.encoding == pb.MULAW else 2)
+        return self.sample_rate_hz * self.frame_bytes
+
+
+def frame_bytes(encoding: int, channels: int) -> int:
+    """Bytes of one sample across all channels: 1 per channel for MULAW, 2 for LINEAR16."""
+    return (1 if encoding == pb.MULAW else 2) * channels
 
 
 def _paced(chunks: Iterable[bytes], seconds_per_chunk: Iterable[float]) -> Iterator[bytes]:
@@ -71,14 +80,14 @@ def raw_source(
     chunk_ms: int = DEFAULT_CHUNK_MS,
 ) -> AudioSource:
     """Raw samples from a byte stream (stdin, a pipe), read in whole-frame chunks."""
-    frame_bytes = (2 if encoding != pb.MULAW else 1) * channels
-    size = max(frame_bytes, sample_rate_hz * chunk_ms // 1000 * frame_bytes)
+    frame = frame_bytes(encoding, channels)
+    size = max(frame, sample_rate_hz * chunk_ms // 1000 * frame)
 
     def chunks() -> Iterator[bytes]:
         carry = b""
         while data := stream.read(size):
             data = carry + data
-            whole = len(data) - len(data) % frame_bytes
+            whole = len(data) - len(data) % frame
             carry = data[whole:]
             if whole:
                 yield data[:whole]
@@ -110,27 +119,6 @@ def make_channel(address: str, tls: bool = False, ca_cert: str | None = None) ->
     if not tls and ca_cert is None:
         return grpc.insecure_channel(address, options=options)
     return grpc.secure_channel(address, channel_credentials(ca_cert), options=options)
-
-
-def streaming_requests(source: AudioSource, config: pb.StreamingConfig) -> Iterator[pb.StreamingTranscribeRequest]:
-    config.recognition.sample_rate_hz = source.sample_rate_hz
-    config.recognition.encoding = source.encoding  # type: ignore[assignment]
-    config.recognition.audio_channel_count = source.channels
-    yield pb.StreamingTranscribeRequest(config=config)
-    for chunk in source.chunks:
-        yield pb.StreamingTranscribeRequest(audio=chunk)
-
-
-def stream(
-    channel: grpc.Channel,
-    source: AudioSource,
-    config: pb.StreamingConfig,
-    timeout_s: float | None = None,
-    metadata: list[tuple[str, str]] | None = None,
-) -> Iterator[pb.StreamingTranscribeResponse]:
-    """Stream the source once; yields the server's responses as they arrive."""
-    stub = pb_grpc.TranscriberStub(channel)
-    yield from stub.StreamingTranscribe(streaming_requests(source, config), timeout=timeout_s, metadata=metadata)
 
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
@@ -190,10 +178,9 @@ def stream_resumable(
     exponential backoff, and sends that audio again with `audio_offset_s`, so
     no audio and no transcript is lost and nothing is transcribed twice.
     """
-    frame_bytes = (1 if source.encoding == pb.MULAW else 2) * source.channels
-    sent = _SentAudio(source.bytes_per_second, frame_bytes)
+    sent = _SentAudio(source.bytes_per_second, source.frame_bytes)
     chunks = iter(source.chunks)
-    step = max(frame_bytes, source.bytes_per_second // 10 // frame_bytes * frame_bytes)
+    step = max(source.frame_bytes, source.bytes_per_second // 10 // source.frame_bytes * source.frame_bytes)
     config.recognition.sample_rate_hz = source.sample_rate_hz
     config.recognition.encoding = source.encoding  # type: ignore[assignment]
     config.recognition.audio_channel_count = source.channels
