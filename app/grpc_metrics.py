@@ -10,9 +10,10 @@ UNKNOWN for an exception that escaped the handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -60,9 +61,11 @@ class _Call:
         metrics.GRPC_HANDLED.labels(**self.labels, grpc_code=code).inc()
         metrics.GRPC_HANDLING_SECONDS.labels(**self.labels).observe(time.perf_counter() - self.started)
 
-    async def finish(self, context: grpc.aio.ServicerContext, work: Awaitable[Any]) -> Any:
+    @contextlib.contextmanager
+    def recording(self, context: grpc.aio.ServicerContext) -> Iterator[None]:
+        """Record the RPC's status as the handler ends, however it ends."""
         try:
-            result = await work
+            yield
         except asyncio.CancelledError:
             self.done("CANCELLED")
             raise
@@ -72,8 +75,14 @@ class _Call:
         except Exception:
             self.done("UNKNOWN")
             raise
-        self.done(_code_name(context))
-        return result
+        else:
+            self.done(_code_name(context))
+        finally:
+            self.done("CANCELLED")  # closed early (GeneratorExit): the client went away
+
+    async def finish(self, context: grpc.aio.ServicerContext, work: Awaitable[Any]) -> Any:
+        with self.recording(context):
+            return await work
 
     async def counted_requests(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for request in requests:
@@ -133,22 +142,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             if inspect.isawaitable(produced):
                 await call.finish(context, produced)
                 return
-            try:
+            with call.recording(context):
                 async for response in produced:
                     call.sent()
                     yield response
-                call.done(_code_name(context))
-            except asyncio.CancelledError:
-                call.done("CANCELLED")
-                raise
-            except grpc.aio.AbortError:
-                call.done(_code_name(context))
-                raise
-            except Exception:
-                call.done("UNKNOWN")
-                raise
-            finally:
-                call.done("CANCELLED")  # closed early (GeneratorExit): the client went away
 
         factory = grpc.stream_stream_rpc_method_handler if streaming_in else grpc.unary_stream_rpc_method_handler
         return factory(streaming, **codec)
