@@ -1,18 +1,19 @@
 """The inference engine: owns the Whisper model and the one worker thread that runs it.
 
 Knows nothing of gRPC. Streams submit decode jobs and get concurrent futures
-back. Scheduling rules, because one decode costs about as much whatever the
-audio length (Whisper pads every input to its 30 s window):
+back. Scheduling rules:
 - finals run before partials, in arrival order, and are never dropped;
 - each stream has at most one queued partial: a newer one replaces it (the
   replaced future resolves to None), and a final from the stream removes it;
 - a partial resolves to None instead of running when its stream has gone, or
   when it waited longer than `partial_max_age_s` (under overload partials thin
   out while finals keep their place);
-- jobs waiting together, from any streams, share one batched encoder pass (the
-  encoder is most of a decode's cost on a GPU); each job's decoder then runs
-  through faster-whisper's own segment generation with its slice of the
-  encoder output, so batched and unbatched decodes take the same path.
+- the encoder sees the utterance plus a margin of silence, in whole seconds,
+  not Whisper's fixed 30 s window (see app/windowed_model.py);
+- jobs waiting together, from any streams, whose windows are equal share one
+  batched encoder pass; each job's decoder then runs through faster-whisper's
+  own segment generation with its slice of the encoder output, so batched and
+  unbatched decodes take the same path and give the same results.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from faster_whisper.transcribe import TranscriptionOptions, get_ctranslate2_stor
 from app import metrics
 from app.audio import TARGET_RATE
 from app.config import EMBEDDED_MODEL, Settings
+from app.windowed_model import WindowedWhisperModel
 
 log = structlog.get_logger("hws.engine")
 
@@ -169,20 +171,19 @@ class Engine:
     # -- life cycle -------------------------------------------------------
     def load(self) -> ModelInfo:
         """Load the model (blocking; call from a thread) and start the worker."""
-        from faster_whisper import WhisperModel
-
         started = time.monotonic()
         device = resolve_device(self.settings.device)
         compute_type = resolve_compute_type(self.settings.compute_type, device)
         name, path = resolve_model_path(self.settings.model, self.settings.model_cache_dir)
         log.info("model_loading", model=name, path=path, device=device, compute_type=compute_type)
-        self._model = WhisperModel(
+        self._model = WindowedWhisperModel(
             path,
             device=device,
             compute_type=compute_type,
             cpu_threads=self.settings.cpu_threads or (os.cpu_count() or 1),
             download_root=self.settings.model_cache_dir,
         )
+        self._model.padding_s = self.settings.encoder_padding_s
         self.info = ModelInfo(name, path, device, compute_type, bool(self._model.model.is_multilingual))
         self.max_batch_size = resolve_batch_size(self.settings.max_batch_size, device)
         elapsed = time.monotonic() - started
@@ -332,7 +333,7 @@ class Engine:
     def _decode_batch(self, jobs: list[_Job], started: float) -> None:
         try:
             features = [self._model.feature_extractor(job.audio) for job in jobs]
-            encoded = self._encode([pad_or_trim(f[:, : self._model.feature_extractor.nb_max_frames]) for f in features])
+            encoded = self._encode(features)
         except Exception as exc:  # the batch's streams fail; the worker and other streams go on
             log.exception("encode_failed", streams=[job.stream_id for job in jobs])
             for job in jobs:
@@ -352,20 +353,31 @@ class Engine:
             metrics.DECODED_AUDIO_SECONDS.labels(kind=kind).inc(job.audio.shape[0] / TARGET_RATE)
             if not job.future.done():  # the watchdog may have given up on it
                 job.future.set_result(result)
-        metrics.BATCH_SIZE.observe(len(jobs))
 
-    def _encode(self, segments: list[np.ndarray]) -> list[ctranslate2.StorageView]:
-        """One encoder pass over the batch; a batch-of-one encoder output per job."""
-        if len(segments) == 1:
-            return [self._model.encode(segments[0])]
-        model = self._model.model
-        # Slicing a batched output goes through host memory; on a GPU that copy is small
-        # (1500 x d_model per job) next to the encoder work the batch shares.
-        output = model.encode(get_ctranslate2_storage(np.stack(segments)), to_cpu=model.device == "cuda")
-        array = np.asarray(output)
-        return [
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(array[i : i + 1])) for i in range(len(segments))
-        ]
+    def _encode(self, features: list[np.ndarray]) -> list[ctranslate2.StorageView]:
+        """A batch-of-one encoder output per job, from one encoder pass per window length in the batch.
+
+        The encoder has no padding mask, so jobs share a pass only when their windows are equal:
+        a job's encoding never depends on the company it was batched with.
+        """
+        model = self._model
+        content = [f[:, :-1] for f in features]  # generate_segments leaves out the last frame too
+        windows = [model.window(f.shape[-1]) for f in content]
+        outputs: dict[int, ctranslate2.StorageView] = {}
+        for frames in sorted(set(windows)):
+            members = [i for i, window in enumerate(windows) if window == frames]
+            metrics.BATCH_SIZE.observe(len(members))
+            if len(members) == 1:
+                outputs[members[0]] = model.encode_window(content[members[0]], frames)
+                continue
+            # Slicing a batched output goes through host memory; on a GPU that copy is small
+            # (frames / 2 x d_model per job) next to the encoder work the batch shares.
+            stacked = np.stack([pad_or_trim(content[i], frames) for i in members])
+            on_gpu = model.model.device == "cuda"
+            array = np.asarray(model.model.encode(get_ctranslate2_storage(stacked), to_cpu=on_gpu))
+            for row, i in enumerate(members):
+                outputs[i] = ctranslate2.StorageView.from_array(np.ascontiguousarray(array[row : row + 1]))
+        return [outputs[i] for i in range(len(features))]
 
     def _max_new_tokens(self, job: _Job, tokenizer: Tokenizer) -> int:
         audio_s = job.audio.shape[0] / TARGET_RATE

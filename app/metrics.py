@@ -46,7 +46,9 @@ DECODED_AUDIO_SECONDS = Counter(
     "hws_decoded_audio_seconds_total", "Seconds of audio decoded, by kind; RTF = decode seconds / this.", ("kind",)
 )
 BATCH_SIZE = Histogram(
-    "hws_batch_size", "Decodes that shared one encoder pass.", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
+    "hws_batch_size",
+    "Decodes per encoder pass (jobs with equal windows share one).",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
 )
 QUEUE_DEPTH = Gauge("hws_queue_depth", "Decode jobs waiting, by kind.", ("kind",))
 PARTIALS_DROPPED = Counter(

@@ -127,6 +127,7 @@ def test_settings_flags_over_environment_over_defaults() -> None:
         ([], {"HWS_MAX_UTTERANCE_S": "31"}, "HWS_MAX_UTTERANCE_S"),
         ([], {"HWS_PORT": "abc"}, "HWS_PORT='abc'"),
         (["--vad-frame-ms", "25"], {}, "10, 20 or 30"),
+        (["--encoder-padding-s", "31"], {}, "encoder_padding_s .*30: Whisper's fixed window"),
     ],
 )
 def test_settings_rejected_with_a_clear_message(argv: list[str], env: dict[str, str], message: str) -> None:

