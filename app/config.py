@@ -56,7 +56,7 @@ class Settings:
     max_batch_size: int = 0  # 0: auto (8 on GPU, 1 on CPU, where batching measured no gain)
     batch_wait_ms: int = 0  # how long a lone job waits for company before running
     partial_max_age_s: float = 2.0  # a partial queued longer than this is stale and dropped
-    encoder_padding_s: float = 3.0  # silence after the utterance in the encoder's window (>= 30: Whisper's fixed 30 s)
+    encoder_padding_s: float = 3.0  # silence after the utterance in the encoder's window (30: Whisper's fixed 30 s)
     # Stream defaults, from the segmenter's own (a client may override the VAD ones per stream)
     vad_aggressiveness: int = _VAD_DEFAULTS.aggressiveness
     vad_frame_ms: int = _VAD_DEFAULTS.frame_ms

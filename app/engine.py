@@ -123,8 +123,9 @@ def resolve_device(requested: str) -> str:
 
 
 def resolve_batch_size(requested: int, device: str) -> int:
-    # Measured on 2 CPU cores (tiny.en int8): one encoder pass costs 0.22 s alone and
-    # 0.29-0.48 s per item in batches of 2-8, so the CPU gains nothing from batching.
+    # Measured on 2 CPU cores (tiny.en int8, scripts/bench_encoder_window.py): a 14 s window's
+    # encoder pass costs 0.042 s alone and 0.056-0.067 s per item in batches of 2-8 (the cores are
+    # already saturated by one), so the CPU gains nothing from batching.
     if requested:
         return requested
     return 8 if device == "cuda" else 1

@@ -644,9 +644,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     global RESULTS_DIR
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", nargs="+", help="eval clips for latency/WER/compute (default: a 7-clip set)")
-    parser.add_argument("--max-n", type=int, default=16, help="largest concurrent stream count tried")
+    parser.add_argument("--max-n", type=int, default=32, help="largest concurrent stream count tried")
     parser.add_argument("--capacity-seconds", type=float, default=25.0, help="least audio per client per step")
-    parser.add_argument("--capacity-budget-s", type=float, default=300.0, help="stop stepping a config after this")
+    parser.add_argument("--capacity-budget-s", type=float, default=900.0, help="stop stepping a config after this")
     parser.add_argument("--quick", action="store_true", help="tiny run (1 short clip, N=1) for smoke tests")
     parser.add_argument("--server-args", default="", help="extra server flags for every server (one string)")
     parser.add_argument("--batching-on-args", default="--max-batch-size 8 --batch-wait-ms 20")
