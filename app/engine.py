@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -114,6 +115,38 @@ TOKENS_PER_SECOND = 10
 MIN_NEW_TOKENS = 10
 WHISPER_MAX_LENGTH = 448
 PROMPT_OVERHEAD_TOKENS = 8  # <|startofprev|>, the start-of-transcript sequence, a margin
+
+
+REREAD_MIN_WORDS = 3
+
+
+def _normal_words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def repeats_prefix(prefix: str, text: str) -> bool:
+    """True when `text` is the forced `prefix` followed only by the prefix's own words again.
+
+    Forced through a prefix that already covers the speech, the model sometimes reads the audio a
+    second time (measured: jfk.flac streamed with partials ended "...for your country. Ask what you
+    can do for your country."). A run of fewer than REREAD_MIN_WORDS words may be real speech.
+    """
+    said, heard = _normal_words(prefix), _normal_words(text)
+    rest = heard[len(said) :]
+    if not said or heard[: len(said)] != said or len(rest) < REREAD_MIN_WORDS:
+        return False
+    cycles = said * (len(rest) // len(said) + 2)  # the prefix repeated, to find runs across its end
+    return f" {' '.join(rest)} " in f" {' '.join(cycles)} "
+
+
+def _first_words(words: list[Word], count: int) -> list[Word]:
+    kept: list[Word] = []
+    for word in words:
+        count -= len(_normal_words(word.word))
+        if count < 0:
+            break
+        kept.append(word)
+    return kept
 
 
 def resolve_device(requested: str) -> str:
@@ -427,7 +460,9 @@ class Engine:
             prefix=job.options.prefix,
             suppress_blank=True,
             suppress_tokens=self._suppressed_tokens[language],
-            without_timestamps=not final,
+            # A forced prefix goes without timestamps: Whisper times the text after one poorly, and
+            # faster-whisper then decodes the audio again from an early last timestamp.
+            without_timestamps=not final or bool(job.options.prefix),
             max_initial_timestamp=1.0,
             word_timestamps=final and job.options.word_timestamps,
             prepend_punctuations="\"'“¿([{-",
@@ -447,6 +482,9 @@ class Engine:
             for segment in segments
             for w in (segment.words or [])
         ]
+        if job.options.prefix and repeats_prefix(job.options.prefix, text):
+            log.info("reread_dropped", stream_id=job.stream_id, kind=job.kind.value, text=text)
+            text, words = job.options.prefix.strip(), _first_words(words, len(_normal_words(job.options.prefix)))
         logprobs = [segment.avg_logprob for segment in segments]
         confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
         return DecodeResult(text, words, confidence, language, float(language_probability))

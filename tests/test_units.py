@@ -11,6 +11,7 @@ from faster_whisper.audio import decode_audio
 
 from app.audio import AudioDecoder, AudioFormatError, Encoding, decode_whole
 from app.config import ConfigError, load_settings
+from app.engine import repeats_prefix
 from app.stabilizer import LocalAgreement
 from app.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
 from tests.helpers import EVAL_DIR, clip_pcm16
@@ -110,6 +111,21 @@ def test_short_audio_hypotheses_do_not_commit() -> None:
     stabilizer.update("that's how this", committable=False)
     assert stabilizer.update("that's how this cop", committable=True).stable_text == ""
     assert stabilizer.update("That's how this cop collected").stable_text == "That's how this cop"
+
+
+@pytest.mark.parametrize(
+    ("text", "reread"),
+    [
+        ("ask what you can do for your country. Ask what you can do for your country.", True),
+        ("ask what you can do for your country. can do for your country, ask what you", True),  # across the end
+        ("ask what you can do for your country.", False),  # nothing after the prefix
+        ("ask what you can do for your country. And then some.", False),  # new words
+        ("ask what you can do for your country, country.", False),  # too short a run to call
+        ("Ask not what you can do for your country. Ask what you can do for your country.", False),  # not the prefix
+    ],
+)
+def test_a_second_reading_after_the_forced_prefix_is_recognised(text: str, reread: bool) -> None:
+    assert repeats_prefix("ask what you can do for your country.", text) is reread
 
 
 def test_settings_flags_over_environment_over_defaults() -> None:
