@@ -14,7 +14,8 @@ Then, for the batching question, the wall time per item of one encoder pass over
 batch of B equal windows (B = 1, 2, 4, 8; the median of 5 passes), for a short window
 (jfk.flac with the default margin) and for Whisper's fixed 30 s window.
 
-Run: .venv/bin/python scripts/bench_encoder_window.py [--paddings 30 10 5 3 2 1 0.5]
+Run: .venv/bin/python scripts/bench_encoder_window.py [--paddings 30 10 5 3 2 1 0.5] [--model large-v3]
+(the batch table always uses the embedded tiny.en on the CPU: it is the CPU batching figure)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.config import EMBEDDED_MODEL  # noqa: E402
 from scripts.bench import EVAL_DIR, RESULTS_DIR, corpus_wer, manifest  # noqa: E402
 
 
@@ -52,7 +54,7 @@ class _Counting:
         return self.inner.generate(*args, **kwargs)
 
 
-def worker(padding_s: float) -> None:
+def worker(padding_s: float, model: str) -> None:
     from faster_whisper.audio import decode_audio
 
     from app.config import Settings
@@ -68,7 +70,8 @@ def worker(padding_s: float) -> None:
         segmenter = Segmenter(VadParams())
         events = segmenter.feed(audio) + segmenter.finish()
         utterances[name] = [e.audio for e in events if isinstance(e, SpeechEnd)]
-    engine = Engine(Settings(encoder_padding_s=padding_s, log_format="json", log_level="warning").validate())
+    settings = Settings(model=model, encoder_padding_s=padding_s, log_format="json", log_level="warning")
+    engine = Engine(settings.validate())
     engine.load()
     counting = _Counting(engine._model.model)
     engine._model.model = counting
@@ -137,11 +140,12 @@ def batch_worker() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--paddings", type=float, nargs="+", default=[30, 10, 5, 3, 2, 1, 0.5])
+    parser.add_argument("--model", default=EMBEDDED_MODEL, help="as the server's --model (device: auto)")
     parser.add_argument("--worker", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--batch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        worker(args.worker)
+        worker(args.worker, args.model)
         return 0
     if args.batch_worker:
         batch_worker()
@@ -149,7 +153,7 @@ def main() -> int:
     rows = []
     print(f"{'padding s':>10} {'utts':>5} {'passes':>7} {'generates':>10} {'CPU s/audio s':>14} {'WER':>7}")
     for padding in args.paddings:
-        command = [sys.executable, __file__, "--worker", str(padding)]
+        command = [sys.executable, __file__, "--worker", str(padding), "--model", args.model]
         reply = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
         row = json.loads(reply.stdout.strip().splitlines()[-1])
         rows.append(row)
