@@ -1,16 +1,18 @@
-"""Unit tests of the pure parts: audio decoding, VAD segmentation, LocalAgreement, settings."""
+"""Unit tests of the pure parts: audio decoding, VAD segmentation, LocalAgreement, the re-read guard, settings."""
 
 from __future__ import annotations
 
 import audioop  # deprecated, present through 3.12: an independent G.711 reference
+import dataclasses
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 from faster_whisper.audio import decode_audio
 
 from app.audio import AudioDecoder, AudioFormatError, Encoding, decode_whole
-from app.config import ConfigError, load_settings
+from app.config import ConfigError, Settings, env_name, load_settings
 from app.engine import repeats_prefix
 from app.stabilizer import LocalAgreement
 from app.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
@@ -126,6 +128,16 @@ def test_short_audio_hypotheses_do_not_commit() -> None:
 )
 def test_a_second_reading_after_the_forced_prefix_is_recognised(text: str, reread: bool) -> None:
     assert repeats_prefix("ask what you can do for your country.", text) is reread
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [
+        field.name
+        for field in dataclasses.fields(Settings)
+        if f"| `--{field.name.replace('_', '-')}` | `{env_name(field.name)}` |" not in readme
+    ]
+    assert not missing, f"settings missing from the README's configuration table: {missing}"
 
 
 def test_settings_flags_over_environment_over_defaults() -> None:
