@@ -24,7 +24,6 @@ import dataclasses
 import enum
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from faster_whisper.transcribe import TranscriptionOptions, get_ctranslate2_stor
 from app import metrics
 from app.audio import TARGET_RATE
 from app.config import EMBEDDED_MODEL, Settings
+from app.stabilizer import repeats_prefix
 from app.windowed_model import WindowedWhisperModel
 
 log = structlog.get_logger("hws.engine")
@@ -115,38 +115,6 @@ TOKENS_PER_SECOND = 10
 MIN_NEW_TOKENS = 10
 WHISPER_MAX_LENGTH = 448
 PROMPT_OVERHEAD_TOKENS = 8  # <|startofprev|>, the start-of-transcript sequence, a margin
-
-
-REREAD_MIN_WORDS = 3
-
-
-def _normal_words(text: str) -> list[str]:
-    return re.findall(r"[\w']+", text.lower())
-
-
-def repeats_prefix(prefix: str, text: str) -> bool:
-    """True when `text` is the forced `prefix` followed only by the prefix's own words again.
-
-    Forced through a prefix that already covers the speech, the model sometimes reads the audio a
-    second time (measured: jfk.flac streamed with partials ended "...for your country. Ask what you
-    can do for your country."). A run of fewer than REREAD_MIN_WORDS words may be real speech.
-    """
-    said, heard = _normal_words(prefix), _normal_words(text)
-    rest = heard[len(said) :]
-    if not said or heard[: len(said)] != said or len(rest) < REREAD_MIN_WORDS:
-        return False
-    cycles = said * (len(rest) // len(said) + 2)  # the prefix repeated, to find runs across its end
-    return f" {' '.join(rest)} " in f" {' '.join(cycles)} "
-
-
-def _first_words(words: list[Word], count: int) -> list[Word]:
-    kept: list[Word] = []
-    for word in words:
-        count -= len(_normal_words(word.word))
-        if count < 0:
-            break
-        kept.append(word)
-    return kept
 
 
 def resolve_device(requested: str) -> str:
@@ -484,7 +452,7 @@ class Engine:
         ]
         if job.options.prefix and repeats_prefix(job.options.prefix, text):
             log.info("reread_dropped", stream_id=job.stream_id, kind=job.kind.value, text=text)
-            text, words = job.options.prefix.strip(), _first_words(words, len(_normal_words(job.options.prefix)))
+            text, words = job.options.prefix.strip(), words[: len(job.options.prefix.split())]
         logprobs = [segment.avg_logprob for segment in segments]
         confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
         return DecodeResult(text, words, confidence, language, float(language_probability))

@@ -9,6 +9,9 @@ A hypothesis decoded from very little audio is shown but takes no part in the
 agreement: on under two seconds Whisper often guesses the first words wrongly
 and consistently (measured on tiny.en), and a forced prefix would carry the
 guess into the final.
+
+`repeats_prefix` recognises a decode that, forced through the committed words,
+read the audio a second time; the engine then keeps only the committed words.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import dataclasses
 import re
 
 _PUNCTUATION = re.compile(r"[^\w']+")
+REREAD_MIN_WORDS = 3
 
 
 def _key(word: str) -> str:
@@ -57,3 +61,18 @@ class LocalAgreement:
         self._previous = words if committable else []
         stable_text = " ".join(self._committed)
         return Stabilized(" ".join(words), stable_text, len(self._committed) / len(words) if words else 1.0)
+
+
+def repeats_prefix(prefix: str, text: str) -> bool:
+    """True when `text` is the forced `prefix` followed only by the prefix's own words again.
+
+    Forced through committed words that already cover the speech, the model sometimes reads the
+    audio a second time (measured: jfk.flac streamed with partials ended "...for your country. Ask
+    what you can do for your country."). A run of fewer than REREAD_MIN_WORDS words may be speech.
+    """
+    said, heard = [_key(w) for w in prefix.split()], [_key(w) for w in text.split()]
+    rest = heard[len(said) :]
+    if not said or heard[: len(said)] != said or len(rest) < REREAD_MIN_WORDS:
+        return False
+    cycles = said * (len(rest) // len(said) + 2)  # the prefix repeated, to find runs across its end
+    return f" {' '.join(rest)} " in f" {' '.join(cycles)} "

@@ -13,8 +13,7 @@ from faster_whisper.audio import decode_audio
 
 from app.audio import AudioDecoder, AudioFormatError, Encoding, decode_whole
 from app.config import ConfigError, Settings, env_name, load_settings
-from app.engine import repeats_prefix
-from app.stabilizer import LocalAgreement
+from app.stabilizer import LocalAgreement, repeats_prefix
 from app.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
 from tests.helpers import EVAL_DIR, clip_pcm16
 
