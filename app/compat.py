@@ -21,7 +21,7 @@ from app.engine import Engine
 from app.gen.compat import audio_transcriber_pb2 as compat_pb
 from app.gen.compat import audio_transcriber_pb2_grpc as compat_grpc
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from app.service import ServingState, rpc_scope, run_session, stream_params
+from app.service import ServingState, parsed, rpc_scope, run_session, stream_params
 from app.session import Result, Session
 
 SAMPLE_RATE = 16_000
@@ -74,7 +74,7 @@ class AudioTranscriberCompat(compat_grpc.AudioTranscriberServiceServicer):
                 params = stream_params(config, self._settings, self._engine, interim=False, events=False)
                 session = Session(stream_id, params, self._engine, self._settings.partial_interval_ms)
                 clock = _ArrivalClock()
-                chunks = _pcm_chunks(aiter(request_iterator), clock)
+                chunks = _pcm_chunks(parsed(request_iterator), clock)
                 async for output in run_session(
                     session, chunks, self._settings.stream_idle_timeout_s, self._state.drain
                 ):

@@ -9,9 +9,11 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import TypeVar
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from app import metrics
 from app.audio import MAX_RATE, MIN_RATE, Encoding
@@ -41,6 +43,8 @@ MAX_AUDIO_OFFSET_S = 10_000_000.0
 STREAM_LIMIT_RETRY_S = 1.0
 # gRPC's standard server pushback trailer: how long a client should wait before retrying.
 PUSHBACK_KEY = "grpc-retry-pushback-ms"  # about 115 days of audio: beyond any real stream
+
+_Request = TypeVar("_Request")
 
 _EVENT_TYPES = {
     EventType.SPEECH_STARTED: pb.SpeechEvent.SPEECH_STARTED,
@@ -256,7 +260,7 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
     ) -> AsyncIterator[pb.StreamingTranscribeResponse]:
         async with rpc_scope(context) as stream_id:
             with self._state.stream_slot():
-                requests = aiter(request_iterator)
+                requests = parsed(request_iterator)
                 config = await self._first_config(requests)
                 params = stream_params(
                     config.recognition,
@@ -344,6 +348,25 @@ async def _audio_chunks(requests: AsyncIterator[pb.StreamingTranscribeRequest]) 
         if kind is None:
             raise StreamFailure(FailureCode.INVALID_ARGUMENT, "a request carried neither config nor audio")
         yield request.audio
+
+
+async def parsed(requests: AsyncIterator[_Request]) -> AsyncIterator[_Request]:
+    """The client's messages; one that protobuf cannot parse ends the stream with INVALID_ARGUMENT.
+
+    grpc.aio raises the parse error from the request iterator; unhandled, it would end the reader
+    while the response side waits for it.
+    """
+    iterator = aiter(requests)
+    while True:
+        try:
+            request = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except DecodeError:
+            raise StreamFailure(
+                FailureCode.INVALID_ARGUMENT, "a message could not be parsed as this method's request type"
+            ) from None
+        yield request
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

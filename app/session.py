@@ -211,16 +211,21 @@ class Session:
                 await self.push(chunk)
         except StreamFailure as exc:
             failure = exc
+        except Exception as exc:  # the output must always end, or results() waits forever
+            log.exception("stream_reader_failed")
+            failure = StreamFailure(FailureCode.INTERNAL, f"reading the stream failed: {type(exc).__name__}")
         finally:
             stop_wait.cancel()
-        if failure is None or failure.code is not FailureCode.OVERLOADED:  # behind already: add no work
-            try:
-                await self._finish()
-            except StreamFailure as exc:
-                failure = failure or exc
-        if failure is not None:
-            self._items.put_nowait(failure)
-        self._items.put_nowait(None)
+        try:
+            if failure is None or failure.code is not FailureCode.OVERLOADED:  # behind already: add no work
+                try:
+                    await self._finish()
+                except StreamFailure as exc:
+                    failure = failure or exc
+        finally:
+            if failure is not None:
+                self._items.put_nowait(failure)
+            self._items.put_nowait(None)
 
     async def push(self, chunk: bytes) -> None:
         received = self._decoder.input_seconds

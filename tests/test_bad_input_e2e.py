@@ -168,3 +168,57 @@ def test_more_streams_than_the_limit(log_dir) -> None:
     finally:
         release.set()
         limited.stop()
+
+
+# A message whose audio field claims 16 bytes and carries 3: protobuf cannot parse it.
+MALFORMED = b"\x12\x10abc"
+STREAMING = "/hws.transcriber.v1.Transcriber/StreamingTranscribe"
+
+
+def _raw_stream(address: str, method: str, messages: list[bytes], release: threading.Event) -> grpc.RpcError:
+    """Send pre-serialised messages, then hold the stream open (as a hostile client would) until the server ends it."""
+
+    def held_open() -> Iterator[bytes]:
+        yield from messages
+        release.wait(30)
+
+    with grpc.insecure_channel(address) as channel:
+        call = channel.stream_stream(method, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as info:
+            list(call(held_open(), timeout=20))
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("method", "first"),
+    [
+        (STREAMING, pb.StreamingTranscribeRequest(config=streaming_config())),
+        ("/AudioTranscriberService/TranscribeAudio", None),
+    ],
+)
+def test_unparseable_message_after_config_fails_at_once_and_frees_the_slot(
+    log_dir, method: str, first: pb.StreamingTranscribeRequest | None
+) -> None:
+    # One slot: if the malformed stream kept it, the stream after it would be refused.
+    limited = ServerProcess(args=["--max-streams", "1", "--stream-idle-timeout-s", "30"]).start(log_dir)
+    release = threading.Event()
+    try:
+        messages = ([first.SerializeToString()] if first is not None else []) + [MALFORMED]
+        started = time.monotonic()
+        error = _raw_stream(limited.address, method, messages, release)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        assert "could not be parsed" in error.details()
+        assert time.monotonic() - started < 10, "the status comes at once, not after the idle timeout"
+        assert "cloudy" in final_text(stream_clip(limited.address, "synth_weather.wav")).lower()
+        assert "Task exception was never retrieved" not in limited.log()
+    finally:
+        release.set()
+        limited.stop()
+
+
+def test_unparseable_first_message_is_invalid_argument(server: ServerProcess) -> None:
+    release = threading.Event()
+    release.set()
+    error = _raw_stream(server.address, STREAMING, [MALFORMED], release)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert "could not be parsed" in error.details()
