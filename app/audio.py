@@ -99,3 +99,28 @@ def decode_whole(data: bytes, encoding: Encoding, sample_rate_hz: int, channels:
 def float_to_pcm16(samples: np.ndarray) -> bytes:
     """16 kHz float32 to the int16 bytes webrtcvad reads."""
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+class RecentAudio:
+    """The last `seconds` of a 16 kHz stream, addressed by stream sample position (a ring buffer)."""
+
+    def __init__(self, seconds: float, start: int = 0) -> None:
+        self._buffer = np.zeros(int(seconds * TARGET_RATE), dtype=np.float32)
+        self.end = start  # stream position one past the newest sample
+
+    def append(self, samples: np.ndarray) -> None:
+        size = self._buffer.shape[0]
+        kept = samples[-size:]
+        first = (self.end + samples.shape[0] - kept.shape[0]) % size
+        head = min(kept.shape[0], size - first)
+        self._buffer[first : first + head] = kept[:head]
+        self._buffer[: kept.shape[0] - head] = kept[head:]
+        self.end += samples.shape[0]
+
+    def get(self, start: int, end: int) -> np.ndarray | None:
+        """A copy of samples [start, end), or None when they are no longer (or not yet) held."""
+        size = self._buffer.shape[0]
+        if start < self.end - size or end > self.end or start > end:
+            return None
+        indices = np.arange(start, end) % size
+        return self._buffer[indices]

@@ -56,7 +56,10 @@ class Settings:
     max_batch_size: int = 0  # 0: auto (8 on GPU, 1 on CPU, where batching measured no gain)
     batch_wait_ms: int = 0  # how long a lone job waits for company before running
     partial_max_age_s: float = 2.0  # a partial queued longer than this is stale and dropped
-    encoder_padding_s: float = 3.0  # silence after the utterance in the encoder's window (30: Whisper's fixed 30 s)
+    # Silence after the audio in the encoder's window (30: Whisper's fixed 30 s). Finals need a wide margin:
+    # with 3 s, tiny.en read real utterances twice and looped; partials are only shown, so they stay cheap.
+    encoder_padding_s: float = 15.0
+    partial_encoder_padding_s: float = 3.0
     # Stream defaults, from the segmenter's own (a client may override the VAD ones per stream)
     vad_aggressiveness: int = _VAD_DEFAULTS.aggressiveness
     vad_frame_ms: int = _VAD_DEFAULTS.frame_ms
@@ -96,6 +99,11 @@ class Settings:
         _check(0 <= self.batch_wait_ms <= 1000, "batch_wait_ms", "must be 0-1000")
         _check(self.partial_max_age_s > 0, "partial_max_age_s", "must be > 0")
         _check(0 <= self.encoder_padding_s <= 30, "encoder_padding_s", "must be 0-30 (30: Whisper's fixed window)")
+        _check(
+            0 <= self.partial_encoder_padding_s <= 30,
+            "partial_encoder_padding_s",
+            "must be 0-30 (30: Whisper's fixed window)",
+        )
         _check(bool(self.tls_cert) == bool(self.tls_key), "tls_cert", "tls_cert and tls_key go together")
         for name in ("api_keys_file", "tls_cert", "tls_key"):
             path = getattr(self, name)
@@ -159,7 +167,8 @@ HELP = {
     "max_batch_size": "most decodes batched into one encoder pass (0: 8 on GPU, 1 on CPU)",
     "batch_wait_ms": "how long a lone decode waits for others to batch with",
     "partial_max_age_s": "a partial decode queued longer than this is dropped as stale",
-    "encoder_padding_s": "silence added after an utterance in the encoder's window (30: Whisper's fixed 30 s window)",
+    "encoder_padding_s": "final decodes: silence added after the audio in the encoder's window (30: Whisper's 30 s)",
+    "partial_encoder_padding_s": "partial decodes: silence added after the audio in the encoder's window",
     "vad_aggressiveness": "default webrtcvad aggressiveness 0-3",
     "vad_frame_ms": "webrtcvad frame length: 10, 20 or 30 ms",
     "endpoint_silence_ms": "default silence that ends an utterance",

@@ -8,8 +8,12 @@ back. Scheduling rules:
 - a partial resolves to None instead of running when its stream has gone, or
   when it waited longer than `partial_max_age_s` (under overload partials thin
   out while finals keep their place);
-- the encoder sees the utterance plus a margin of silence, in whole seconds,
-  not Whisper's fixed 30 s window (see app/windowed_model.py);
+- the encoder sees the audio plus a margin of silence, in whole seconds, not
+  Whisper's fixed 30 s window (see app/windowed_model.py); finals get a wide
+  margin (`encoder_padding_s`), partials a cheap one;
+- every decode reads its audio alone, nothing forced: the result of a final
+  depends on its audio and the stream's settings only (app/stabilizer.py says
+  why); words that no speech supports are dropped (app/quality.py);
 - jobs waiting together, from any streams, whose windows are equal share one
   batched encoder pass; each job's decoder then runs through faster-whisper's
   own segment generation with its slice of the encoder output, so batched and
@@ -33,15 +37,15 @@ from typing import Any
 import ctranslate2
 import numpy as np
 import structlog
+from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import TranscriptionOptions, get_ctranslate2_storage, get_suppressed_tokens
+from faster_whisper.transcribe import Segment, TranscriptionOptions, get_ctranslate2_storage, get_suppressed_tokens
 
-from app import metrics
+from app import metrics, quality
 from app.audio import TARGET_RATE
 from app.config import EMBEDDED_MODEL, Settings
-from app.stabilizer import repeats_prefix
-from app.windowed_model import WindowedWhisperModel
+from app.windowed_model import WindowedWhisperModel, encoder_frames
 
 log = structlog.get_logger("hws.engine")
 
@@ -55,7 +59,6 @@ class JobKind(enum.Enum):
 class DecodeOptions:
     language: str | None = None
     prompt: str | None = None
-    prefix: str | None = None
     word_timestamps: bool = False
 
 
@@ -68,12 +71,32 @@ class Word:
 
 
 @dataclasses.dataclass(frozen=True)
+class Quality:
+    """Whisper's own signals for one decode (see app/quality.py and the proto's ResultQuality)."""
+
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    flags: tuple[quality.Flag, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class DecodeResult:
     text: str
     words: list[Word]
     confidence: float
     language: str
     language_probability: float
+    quality: Quality = dataclasses.field(default_factory=Quality)
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Audio before the utterance that a final hears but does not transcribe (sample counts)."""
+
+    utterance_start: int  # where the utterance begins in the job's audio
+    previous_speech_end: int  # where the previous utterance's last voiced frame ends in it
 
 
 @dataclasses.dataclass
@@ -83,6 +106,9 @@ class _Job:
     audio: np.ndarray
     options: DecodeOptions
     future: concurrent.futures.Future[DecodeResult | None]
+    padding_s: float  # the encoder window's margin of silence after the audio
+    context: Context | None = None
+    silence_after: int = 0  # samples at the end of `audio` that the VAD heard as silence
     enqueued: float = dataclasses.field(default_factory=time.monotonic)
 
 
@@ -115,6 +141,11 @@ TOKENS_PER_SECOND = 10
 MIN_NEW_TOKENS = 10
 WHISPER_MAX_LENGTH = 448
 PROMPT_OVERHEAD_TOKENS = 8  # <|startofprev|>, the start-of-transcript sequence, a margin
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+CONTEXT_PAD_S = 0.3  # the VAD's pad before and after speech, left out when judging coverage
+# Slack for Whisper's timings when a decode heard with context is split (see _result): they often
+# stretch the previous utterance's last word into the silence after it.
+CONTEXT_SPLIT_S = 0.25
 
 
 def resolve_device(requested: str) -> str:
@@ -166,6 +197,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.max_batch_size = 1
         self._suppressed_tokens: dict[str, list[int]] = {}
+        self._base_options: TranscriptionOptions | None = None
         self._running: tuple[float, list[_Job]] | None = None  # the batch in progress, for the watchdog
         self.stalled = False
         self.on_stall: Callable[[bool], None] = lambda stalled: None  # called from the watchdog thread
@@ -185,7 +217,7 @@ class Engine:
             cpu_threads=self.settings.cpu_threads or (os.cpu_count() or 1),
             download_root=self.settings.model_cache_dir,
         )
-        self._model.padding_s = self.settings.encoder_padding_s
+        self._base_options = _base_options(self._model)
         self.info = ModelInfo(name, path, device, compute_type, bool(self._model.model.is_multilingual))
         self.max_batch_size = resolve_batch_size(self.settings.max_batch_size, device)
         elapsed = time.monotonic() - started
@@ -216,11 +248,32 @@ class Engine:
 
     # -- submission -------------------------------------------------------
     def submit(
-        self, stream_id: str, kind: JobKind, audio: np.ndarray, options: DecodeOptions
+        self,
+        stream_id: str,
+        kind: JobKind,
+        audio: np.ndarray,
+        options: DecodeOptions,
+        context: Context | None = None,
+        silence_after: int = 0,
     ) -> concurrent.futures.Future[DecodeResult | None]:
+        """Queue a decode of `audio`; for a final, the audio before `context.utterance_start` is only heard.
+
+        No word may start in the last `silence_after` samples, which the VAD heard as silence.
+        """
         if self.info is None:
             raise EngineNotReady("the model is not loaded yet")
-        job = _Job(stream_id, kind, audio, options, concurrent.futures.Future())
+        final = kind is JobKind.FINAL
+        padding_s = self.settings.encoder_padding_s if final else self.settings.partial_encoder_padding_s
+        job = _Job(
+            stream_id,
+            kind,
+            audio,
+            options,
+            concurrent.futures.Future(),
+            padding_s,
+            context if final else None,
+            silence_after,
+        )
         with self._lock:
             if self._stopping:
                 raise EngineNotReady("the engine is stopping")
@@ -335,7 +388,7 @@ class Engine:
     def _decode_batch(self, jobs: list[_Job], started: float) -> None:
         try:
             features = [self._model.feature_extractor(job.audio) for job in jobs]
-            encoded = self._encode(features)
+            encoded = self._encode(jobs, features)
         except Exception as exc:  # the batch's streams fail; the worker and other streams go on
             log.exception("encode_failed", streams=[job.stream_id for job in jobs])
             for job in jobs:
@@ -356,7 +409,7 @@ class Engine:
             if not job.future.done():  # the watchdog may have given up on it
                 job.future.set_result(result)
 
-    def _encode(self, features: list[np.ndarray]) -> list[ctranslate2.StorageView]:
+    def _encode(self, jobs: list[_Job], features: list[np.ndarray]) -> list[ctranslate2.StorageView]:
         """A batch-of-one encoder output per job, from one encoder pass per window length in the batch.
 
         The encoder has no padding mask, so jobs share a pass only when their windows are equal:
@@ -364,7 +417,7 @@ class Engine:
         """
         model = self._model
         content = [f[:, :-1] for f in features]  # generate_segments leaves out the last frame too
-        windows = [model.window(f.shape[-1]) for f in content]
+        windows = [encoder_frames(f.shape[-1], job.padding_s) for f, job in zip(content, jobs, strict=True)]
         outputs: dict[int, ctranslate2.StorageView] = {}
         for frames in sorted(set(windows)):
             members = [i for i, window in enumerate(windows) if window == frames]
@@ -384,8 +437,7 @@ class Engine:
     def _max_new_tokens(self, job: _Job, tokenizer: Tokenizer) -> int:
         audio_s = job.audio.shape[0] / TARGET_RATE
         prompt = len(tokenizer.encode(" " + job.options.prompt.strip())) if job.options.prompt else 0
-        prefix = len(tokenizer.encode(" " + job.options.prefix.strip())) if job.options.prefix else 0
-        room = WHISPER_MAX_LENGTH - min(prompt, WHISPER_MAX_LENGTH // 2 - 1) - prefix - PROMPT_OVERHEAD_TOKENS
+        room = WHISPER_MAX_LENGTH - min(prompt, WHISPER_MAX_LENGTH // 2 - 1) - PROMPT_OVERHEAD_TOKENS
         return max(1, min(int(audio_s * TOKENS_PER_SECOND) + MIN_NEW_TOKENS, room))
 
     def _inject_fault(self, job: _Job) -> None:
@@ -396,7 +448,28 @@ class Engine:
         time.sleep(float(self.settings.fault_injection.split(":", 1)[1]))
 
     def _decode(self, job: _Job, features: np.ndarray, encoder_output: ctranslate2.StorageView) -> DecodeResult:
+        """Decode a job; a final heard with context keeps the words after the context.
+
+        The context is the stream's audio from the previous utterance on: offline Whisper hears the
+        speech before an utterance in the same 30 s window, and measured on real speech that context
+        is worth a tenth of the errors. When the words kept do not cover the utterance (the model
+        stopped after the context), the utterance is decoded alone instead.
+        """
         self._inject_fault(job)
+        result = self._generate(job, features, encoder_output)
+        context = job.context
+        if context and not _covers(result.words, (job.audio.shape[0] - context.utterance_start) / TARGET_RATE):
+            log.debug("context_dropped", stream_id=job.stream_id, text=result.text)
+            alone = dataclasses.replace(job, audio=job.audio[context.utterance_start :], context=None)
+            features = self._model.feature_extractor(alone.audio)
+            frames = features.shape[-1] - 1  # generate_segments leaves out the last frame
+            encoder_output = self._model.encode_window(features[:, :-1], encoder_frames(frames, alone.padding_s))
+            result = self._generate(alone, features, encoder_output)
+        if not job.options.word_timestamps:
+            result = dataclasses.replace(result, words=[])
+        return result
+
+    def _generate(self, job: _Job, features: np.ndarray, encoder_output: ctranslate2.StorageView) -> DecodeResult:
         model = self._model
         final = job.kind is JobKind.FINAL
         language, language_probability = job.options.language, 1.0
@@ -409,50 +482,138 @@ class Engine:
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
         if language not in self._suppressed_tokens:
             self._suppressed_tokens[language] = get_suppressed_tokens(tokenizer, [-1])
-        # faster-whisper's transcribe() defaults, but: no conditioning across windows (each
-        # utterance stands alone), and greedy partials without timestamps or fallback.
-        options = TranscriptionOptions(
+        assert self._base_options is not None
+        # Finals decode as offline Whisper does (timestamps, temperature fallback); partials are greedy,
+        # without timestamps or fallback: they are only shown, and must be cheap. Word timings split
+        # a decode heard with context.
+        options = dataclasses.replace(
+            self._base_options,
             beam_size=self.settings.beam_size if final else 1,
-            best_of=5,
-            patience=1.0,
-            length_penalty=1.0,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            log_prob_threshold=-1.0,
-            no_speech_threshold=0.6,
-            compression_ratio_threshold=2.4,
-            condition_on_previous_text=False,
-            prompt_reset_on_temperature=0.5,
-            temperatures=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0] if final else [0.0],
+            temperatures=list(FALLBACK_TEMPERATURES) if final else [0.0],
             initial_prompt=job.options.prompt,
-            prefix=job.options.prefix,
-            suppress_blank=True,
             suppress_tokens=self._suppressed_tokens[language],
-            # A forced prefix goes without timestamps: Whisper times the text after one poorly, and
-            # faster-whisper then decodes the audio again from an early last timestamp.
-            without_timestamps=not final or bool(job.options.prefix),
-            max_initial_timestamp=1.0,
-            word_timestamps=final and job.options.word_timestamps,
-            prepend_punctuations="\"'“¿([{-",
-            append_punctuations="\"'.。,，!！?？:：”)]}、",
-            multilingual=False,
+            without_timestamps=not final,
+            word_timestamps=final and (job.options.word_timestamps or job.context is not None),
             max_new_tokens=self._max_new_tokens(job, tokenizer),
-            clip_timestamps="0",
-            hallucination_silence_threshold=None,
-            hotwords=None,
         )
+        model.padding_s = job.padding_s  # for a second window, if faster-whisper opens one
         # The temperature fallback samples: a fixed seed makes the same audio give the same text.
         ctranslate2.set_random_seed(0)
         segments = list(model.generate_segments(features, tokenizer, options, False, encoder_output))
-        text = "".join(segment.text for segment in segments).strip()
-        words = [
-            Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
-            for segment in segments
-            for w in (segment.words or [])
-        ]
-        if job.options.prefix and repeats_prefix(job.options.prefix, text):
-            log.info("reread_dropped", stream_id=job.stream_id, kind=job.kind.value, text=text)
-            text, words = job.options.prefix.strip(), words[: len(job.options.prefix.split())]
-        logprobs = [segment.avg_logprob for segment in segments]
-        confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else 0.0
-        return DecodeResult(text, words, confidence, language, float(language_probability))
+        speech_end_s = (job.audio.shape[0] - job.silence_after) / TARGET_RATE
+        context = job.context and (
+            job.context.utterance_start / TARGET_RATE,
+            job.context.previous_speech_end / TARGET_RATE,
+        )
+        return _result(segments, speech_end_s, language, float(language_probability), context)
+
+
+def _covers(words: list[Word], utterance_s: float) -> bool:
+    """Whether the words span at least half the utterance's speech (its VAD pads excluded)."""
+    return bool(words) and words[-1].end - words[0].start >= 0.5 * (utterance_s - 2 * CONTEXT_PAD_S)
+
+
+def _base_options(model: WhisperModel) -> TranscriptionOptions:
+    """faster-whisper's transcribe() defaults, built once; each job replaces what is its own.
+
+    Unlike transcribe(): no conditioning across windows (each utterance stands alone) and no
+    prefix, ever (a forced prefix made Whisper read the audio twice).
+    """
+    return TranscriptionOptions(
+        beam_size=1,
+        best_of=5,
+        patience=1.0,
+        length_penalty=1.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        log_prob_threshold=quality.LOG_PROB_THRESHOLD,
+        no_speech_threshold=quality.NO_SPEECH_THRESHOLD,
+        compression_ratio_threshold=quality.COMPRESSION_RATIO_THRESHOLD,
+        condition_on_previous_text=False,
+        prompt_reset_on_temperature=0.5,
+        temperatures=list(FALLBACK_TEMPERATURES),
+        initial_prompt=None,
+        prefix=None,
+        suppress_blank=True,
+        suppress_tokens=[-1],
+        without_timestamps=False,
+        max_initial_timestamp=1.0,
+        word_timestamps=False,
+        prepend_punctuations="\"'“¿([{-",
+        append_punctuations="\"'.。,，!！?？:：”)]}、",
+        multilingual=False,
+        max_new_tokens=None,
+        clip_timestamps="0",
+        hallucination_silence_threshold=None,
+        hotwords=None,
+    )
+
+
+def _result(
+    segments: list[Segment],
+    speech_end_s: float,
+    language: str,
+    language_probability: float,
+    context: tuple[float, float] | None = None,
+) -> DecodeResult:
+    """The decode's text, words and signals, without what no speech supports; times from the utterance's start.
+
+    A segment or word that starts after the last voiced frame (less TRAILING_WORD_MARGIN_S) was invented
+    in the silence after the speech (the VAD's pad, the encoder window's margin); a run of words repeated
+    right after itself whose second copy took less than half the first copy's time was read twice; a
+    sentence the model barely believes after a finished one is a sign-off it invented.
+
+    `context`: (utterance start, previous speech end) in the decoded audio. A segment that starts after
+    the previous speech ended is the utterance's, whole (Whisper often times a segment's first word
+    from the silence before it); one that ends by then is the previous utterance's (its own final has
+    it); one that spans both is split by word, a word being the utterance's when it ends
+    CONTEXT_SPLIT_S into it.
+    """
+    limit = speech_end_s - quality.TRAILING_WORD_MARGIN_S
+    segments = [segment for segment in segments if segment.start < limit]
+    offset = 0.0
+    if context is not None:
+        offset, previous_end = context
+        segments = [segment for segment in segments if segment.end > previous_end + CONTEXT_SPLIT_S]
+    kept = [
+        w
+        for segment in segments
+        for w in (segment.words or [])
+        if w.start < limit
+        and any(c.isalnum() for c in w.word)  # a lone "." or "..." is no word
+        and (context is None or segment.start >= context[1] - CONTEXT_SPLIT_S or w.end > offset + CONTEXT_SPLIT_S)
+    ]
+    words = [Word(w.word.strip(), max(0.0, w.start - offset), max(0.0, w.end - offset), w.probability) for w in kept]
+    kept = quality.without_invented_sign_off(kept)
+    words = words[: len(kept)]
+    timed = any(segment.words is not None for segment in segments)
+    # Whisper's words carry their own leading space, or none ("Illinois" "-based").
+    text = "".join(w.word for w in kept).strip() if timed else "".join(s.text for s in segments).strip()
+    repeat = quality.repeated_run([w.word for w in words])
+    if repeat is not None:
+        start, length = repeat
+        first, second = words[start : start + length], words[start + length : start + 2 * length]
+        if second[-1].end - second[0].start < 0.5 * (first[-1].end - first[0].start):
+            words = words[: start + length] + words[start + 2 * length :]
+            kept = kept[: start + length] + kept[start + 2 * length :]
+            text = "".join(w.word for w in kept).strip()
+    if not segments:
+        return DecodeResult("", [], 0.0, language, language_probability)
+    logprobs = [segment.avg_logprob for segment in segments]
+    signals = Quality(
+        no_speech_prob=max(segment.no_speech_prob for segment in segments),
+        avg_logprob=sum(logprobs) / len(logprobs),
+        compression_ratio=max(segment.compression_ratio for segment in segments),
+        temperature=max(segment.temperature or 0.0 for segment in segments),
+    )
+    signals = dataclasses.replace(
+        signals,
+        flags=tuple(
+            quality.flags(
+                signals.no_speech_prob, signals.avg_logprob, signals.compression_ratio, signals.temperature, text
+            )
+        ),
+    )
+    if repeat is not None and quality.Flag.REPETITION not in signals.flags:
+        signals = dataclasses.replace(signals, flags=(*signals.flags, quality.Flag.REPETITION))
+    return DecodeResult(text, words, math.exp(signals.avg_logprob), language, language_probability, signals)

@@ -54,6 +54,12 @@ QUEUE_DEPTH = Gauge("hws_queue_depth", "Decode jobs waiting, by kind.", ("kind",
 PARTIALS_DROPPED = Counter(
     "hws_partials_dropped_total", "Partial decodes dropped because a newer one or the final replaced them."
 )
+STABLE_TEXT_FINALS = Counter(
+    "hws_stable_text_finals_total",
+    "Finals of utterances whose partials showed stable text, by whether the final revised it (true, false).",
+    ("revised",),
+)
+FINAL_FLAGS = Counter("hws_final_flags_total", "Quality flags on final results, by flag.", ("flag",))
 MODEL_LOAD_SECONDS = Gauge("hws_model_load_seconds", "Time the model took to load.")
 READY = Gauge("hws_ready", "1 when the model is loaded and the server accepts streams, else 0.")
 BUILD_INFO = Gauge(

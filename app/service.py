@@ -152,8 +152,7 @@ def stream_params(
     max_utterance = config.max_utterance_s or settings.max_utterance_s
     if not 1.0 <= max_utterance <= 30.0:
         raise invalid(f"max_utterance_s must be 1-30 (or 0 for the default), got {config.max_utterance_s:g}")
-    # Hot words go into the prompt: faster-whisper ignores its `hotwords` when a prefix is forced,
-    # and later decodes of an utterance force the committed words as prefix.
+    # Hot words go into the prompt, the one conditioning every decode shares.
     prompt = " ".join(
         part
         for part in (config.initial_prompt.strip(), ", ".join(w.strip() for w in config.hotwords if w.strip()))
@@ -194,6 +193,13 @@ def result_to_pb(result: Result) -> pb.SpeechResult:
         language_probability=result.language_probability,
         start_s=result.start_s,
         end_s=result.end_s,
+        quality=pb.ResultQuality(
+            no_speech_prob=result.quality.no_speech_prob,
+            avg_logprob=result.quality.avg_logprob,
+            compression_ratio=result.quality.compression_ratio,
+            temperature=result.quality.temperature,
+            flags=[pb.ResultQuality.Flag.Value(flag.value) for flag in result.quality.flags],
+        ),
     )
 
 

@@ -21,8 +21,9 @@ import numpy as np
 import structlog
 
 from app import metrics
-from app.audio import TARGET_RATE, AudioDecoder, AudioFormatError, Encoding
-from app.engine import DecodeOptions, DecodeResult, Engine, EngineNotReady, JobKind
+from app.audio import TARGET_RATE, AudioDecoder, AudioFormatError, Encoding, RecentAudio
+from app.engine import Context, DecodeOptions, DecodeResult, Engine, EngineNotReady, JobKind, Quality
+from app.quality import Flag
 from app.stabilizer import LocalAgreement
 from app.vad import Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
 
@@ -33,6 +34,8 @@ MIN_COMMIT_AUDIO_S = 2.0  # partials from less audio are shown but never committ
 PARTIAL_SILENCE_CUTOFF_MS = 240  # no partials once the speaker has paused this long: the final is near
 MAX_PENDING_FINALS = 4  # per stream; past it reading pauses (gRPC flow control slows the sender)
 PROGRESS_STEP_S = 2.0  # through silence, the final offset is reported at least this often
+# A final hears the stream from the previous utterance's start (see Engine._decode), if that fits this.
+CONTEXT_WINDOW_S = 28.0
 
 
 class FailureCode(enum.Enum):
@@ -89,6 +92,7 @@ class Result:
     language_probability: float
     start_s: float
     end_s: float
+    quality: Quality = dataclasses.field(default_factory=Quality)
 
 
 class EventType(enum.Enum):
@@ -164,6 +168,8 @@ class Session:
         self._decoder = AudioDecoder(params.encoding, params.sample_rate_hz, params.channels)
         start = round(offset_s * TARGET_RATE)
         self._segmenter = Segmenter(params.vad, start)
+        self._recent = RecentAudio(CONTEXT_WINDOW_S, start)
+        self._previous: SpeechEnd | None = None  # the last utterance sent to the model
         self._marked_pos = start  # the last final position queued as a _Mark
         self._final_pos = start  # the last final position delivered
         self._reported_pos = start  # the last final position sent to the client
@@ -243,6 +249,7 @@ class Session:
 
     async def _feed(self, samples: np.ndarray) -> None:
         self._samples += samples.shape[0]
+        self._recent.append(samples)
         await self._handle(self._segmenter.feed(samples))
         self._maybe_request_partial()
         position = self._segmenter.final_position
@@ -268,8 +275,8 @@ class Session:
                 self._items.put_nowait(_Mark(event.end))
                 continue
             await self._final_slot()
-            # The committed words are final now: no partial of this utterance is processed after this.
-            future = self._submit(JobKind.FINAL, event.audio, utterance.stabilizer.committed_text or None)
+            # No partial of this utterance is processed after this; the final depends on the audio alone.
+            future = self._submit_final(event)
             self._items.put_nowait(_PendingFinal(utterance, event.end, future, time.monotonic()))
 
     async def _final_slot(self) -> None:
@@ -298,18 +305,27 @@ class Session:
         ):
             return
         utterance.partial_audio_len = audio.shape[0]
-        future = self._submit(JobKind.PARTIAL, audio, utterance.stabilizer.committed_text or None)
+        future = self._submit(JobKind.PARTIAL, audio)
         self._items.put_nowait(_PendingPartial(utterance, audio.shape[0], future, time.monotonic()))
 
-    def _submit(self, kind: JobKind, audio: np.ndarray, prefix: str | None) -> Future[DecodeResult | None]:
+    def _submit_final(self, event: SpeechEnd) -> Future[DecodeResult | None]:
+        """The utterance's final, heard with the stream's audio from the previous utterance on where held."""
+        previous, self._previous = self._previous, event
+        silence_after = event.end - event.voiced_end
+        with_context = None if previous is None else self._recent.get(previous.start, event.end)
+        if previous is None or with_context is None or with_context.shape[0] > CONTEXT_WINDOW_S * TARGET_RATE:
+            return self._submit(JobKind.FINAL, event.audio, silence_after=silence_after)
+        context = Context(event.start - previous.start, previous.voiced_end - previous.start)
+        return self._submit(JobKind.FINAL, with_context, context, silence_after)
+
+    def _submit(
+        self, kind: JobKind, audio: np.ndarray, context: Context | None = None, silence_after: int = 0
+    ) -> Future[DecodeResult | None]:
         options = DecodeOptions(
-            language=self.params.language,
-            prompt=self.params.prompt,
-            prefix=prefix,
-            word_timestamps=self.params.word_timestamps,
+            language=self.params.language, prompt=self.params.prompt, word_timestamps=self.params.word_timestamps
         )
         try:
-            future = self._engine.submit(self.stream_id, kind, audio, options)
+            future = self._engine.submit(self.stream_id, kind, audio, options, context, silence_after)
         except EngineNotReady as exc:
             raise StreamFailure(FailureCode.UNAVAILABLE, f"the server cannot decode now: {exc}") from None
         self._futures.add(future)
@@ -363,11 +379,20 @@ class Session:
         metrics.PARTIAL_LATENCY.observe(time.monotonic() - item.requested)
         start = utterance.start / TARGET_RATE
         return Result(
-            self._final_pos / TARGET_RATE, utterance.id, False,
-            stabilized.text, stabilized.stable_text, stabilized.stability, [],
-            decoded.confidence, decoded.language, decoded.language_probability,
-            start, start + item.audio_len / TARGET_RATE,
-        )  # fmt: skip
+            final_offset_s=self._final_pos / TARGET_RATE,
+            utterance_id=utterance.id,
+            is_final=False,
+            text=stabilized.text,
+            stable_text=stabilized.stable_text,
+            stability=stabilized.stability,
+            words=[],
+            confidence=decoded.confidence,
+            language=decoded.language,
+            language_probability=decoded.language_probability,
+            start_s=start,
+            end_s=start + item.audio_len / TARGET_RATE,
+            quality=decoded.quality,
+        )
 
     async def _final(self, item: _PendingFinal) -> Result | None:
         try:
@@ -380,16 +405,37 @@ class Session:
         self._final_pos = max(self._final_pos, item.end)  # the next utterance starts at or after this one's end
         if not decoded.text and not utterance.partials_sent:
             return None  # nothing was said, and nothing shown that needs replacing
+        signals = decoded.quality
+        if utterance.stabilizer.committed_text:
+            revised = utterance.stabilizer.revises(decoded.text)
+            metrics.STABLE_TEXT_FINALS.labels(revised=str(revised).lower()).inc()
+            if revised:
+                signals = dataclasses.replace(signals, flags=(*signals.flags, Flag.STABLE_TEXT_REVISED))
+        for flag in signals.flags:
+            metrics.FINAL_FLAGS.labels(flag=flag.value).inc()
         start = utterance.start / TARGET_RATE
         end = item.end / TARGET_RATE
         words = [
             WordTiming(w.word, min(start + w.start, end), min(start + w.end, end), w.probability) for w in decoded.words
         ]
         metrics.FINAL_LATENCY.observe(time.monotonic() - item.ended_at)
-        return self._reporting(Result(
-            self._final_pos / TARGET_RATE, utterance.id, True, decoded.text, decoded.text, 1.0, words,
-            decoded.confidence, decoded.language, decoded.language_probability, start, end,
-        ))  # fmt: skip
+        return self._reporting(
+            Result(
+                final_offset_s=self._final_pos / TARGET_RATE,
+                utterance_id=utterance.id,
+                is_final=True,
+                text=decoded.text,
+                stable_text=decoded.text,
+                stability=1.0,
+                words=words,
+                confidence=decoded.confidence,
+                language=decoded.language,
+                language_probability=decoded.language_probability,
+                start_s=start,
+                end_s=end,
+                quality=signals,
+            )
+        )
 
     def close(self) -> None:
         """The stream is over (or the client went away): nothing queued for it is wanted any more."""

@@ -1,29 +1,32 @@
-"""LocalAgreement-2 stabilisation of partial hypotheses.
+"""LocalAgreement-2 stabilisation of partial hypotheses, over independent decodes.
 
-The words that two consecutive hypotheses of one utterance agree on, from the
-start, are committed: they are stable and are never taken back. Later decodes
-of the utterance are forced to start with the committed words (faster-whisper's
-`prefix`), so later partials and the final keep them.
+Every decode of an utterance (partials and the final) reads the utterance's
+audio alone, with nothing forced: forcing committed words into later decodes
+as a decoder prefix made finals worse than decoding the audio alone (whole
+sentences read twice, words invented after the speech), so partials only
+ever affect what the reader sees, never the final.
+
+The words that two consecutive hypotheses agree on, from the start, are
+committed: `stable_text`. Later partials never take them back: a new
+hypothesis is aligned to the committed words and only its continuation is
+shown after them. The final is the record and may differ from what partials
+committed; `revises` tells when it does (counted, and flagged on the result).
 
 A hypothesis decoded from very little audio is shown but takes no part in the
 agreement: on under two seconds Whisper often guesses the first words wrongly
-and consistently (measured on tiny.en), and a forced prefix would carry the
-guess into the final.
-
-`repeats_prefix` recognises a decode that, forced through the committed words,
-read the audio a second time; the engine then keeps only the committed words.
+and consistently (measured on tiny.en).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 
 _PUNCTUATION = re.compile(r"[^\w']+")
-REREAD_MIN_WORDS = 3
 
 
-def _key(word: str) -> str:
+def word_key(word: str) -> str:
     # Agreement ignores case and punctuation: "hours," and "hours" agree.
     return _PUNCTUATION.sub("", word.lower())
 
@@ -33,6 +36,24 @@ class Stabilized:
     text: str
     stable_text: str
     stability: float
+
+
+def _continuation(committed: list[str], words: list[str]) -> list[str]:
+    """The words of `words` that come after the committed ones, by word alignment."""
+    if not committed:
+        return words
+    keys = [word_key(w) for w in words]
+    done = [word_key(w) for w in committed]
+    if keys[: len(done)] == done:
+        return words[len(done) :]
+    # The hypothesis reworded some committed words: continue after the last committed word it matches.
+    matcher = difflib.SequenceMatcher(a=done, b=keys, autojunk=False)
+    blocks = [b for b in matcher.get_matching_blocks() if b.size]
+    if not blocks:
+        return words[len(done) :]
+    last = blocks[-1]
+    # Committed words after the last match are taken to cover as many hypothesis words.
+    return words[last.b + last.size + (len(done) - last.a - last.size) :]
 
 
 class LocalAgreement:
@@ -48,31 +69,18 @@ class LocalAgreement:
 
     def update(self, hypothesis: str, committable: bool = True) -> Stabilized:
         """Add the newest hypothesis; `committable` False keeps it out of the agreement."""
-        words = hypothesis.split()
-        # A hypothesis that does not start with the committed words (a decode
-        # submitted before the last commit) keeps the committed words anyway.
-        n = len(self._committed)
-        if [_key(w) for w in words[:n]] != [_key(w) for w in self._committed]:
-            words = self._committed + words[n:]
-        agreed = n
-        while agreed < min(len(words), len(self._previous)) and _key(words[agreed]) == _key(self._previous[agreed]):
+        words = self._committed + _continuation(self._committed, hypothesis.split())
+        agreed = len(self._committed)
+        while agreed < min(len(words), len(self._previous)) and word_key(words[agreed]) == word_key(
+            self._previous[agreed]
+        ):
             agreed += 1
         self._committed = words[:agreed]
         self._previous = words if committable else []
         stable_text = " ".join(self._committed)
         return Stabilized(" ".join(words), stable_text, len(self._committed) / len(words) if words else 1.0)
 
-
-def repeats_prefix(prefix: str, text: str) -> bool:
-    """True when `text` is the forced `prefix` followed only by the prefix's own words again.
-
-    Forced through committed words that already cover the speech, the model sometimes reads the
-    audio a second time (measured: jfk.flac streamed with partials ended "...for your country. Ask
-    what you can do for your country."). A run of fewer than REREAD_MIN_WORDS words may be speech.
-    """
-    said, heard = [_key(w) for w in prefix.split()], [_key(w) for w in text.split()]
-    rest = heard[len(said) :]
-    if not said or heard[: len(said)] != said or len(rest) < REREAD_MIN_WORDS:
-        return False
-    cycles = said * (len(rest) // len(said) + 2)  # the prefix repeated, to find runs across its end
-    return f" {' '.join(rest)} " in f" {' '.join(cycles)} "
+    def revises(self, final_text: str) -> bool:
+        """True when the final does not begin with the committed words (ignoring case and punctuation)."""
+        done = [word_key(w) for w in self._committed]
+        return [word_key(w) for w in final_text.split()[: len(done)]] != done

@@ -59,6 +59,7 @@ class SpeechEnd:
     audio: np.ndarray  # float32 16 kHz, samples [start, end)
     voiced_ms: int
     reason: EndReason
+    voiced_end: int  # one past the last voiced frame: what follows it, the VAD heard as silence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,8 +216,11 @@ class Segmenter:
             for offset in range(0, tail.shape[0] - self._frame + 1, self._frame):
                 self._history.append((tail[offset : offset + self._frame], False))
         self._utterance = None
-        voiced_ms = sum(utterance.voicing[: -(-keep // self._frame)]) * self.params.frame_ms
+        voicing = utterance.voicing[: -(-keep // self._frame)]
+        voiced_ms = sum(voicing) * self.params.frame_ms
         end = utterance.start + keep
         if voiced_ms < self.params.min_speech_ms:
             return SpeechDiscarded(utterance.start, end, voiced_ms)
-        return SpeechEnd(utterance.start, end, utterance.audio[:keep], voiced_ms, reason)
+        last_voiced = max(i for i, voiced in enumerate(voicing) if voiced)
+        voiced_end = min(end, utterance.start + (last_voiced + 1) * self._frame)
+        return SpeechEnd(utterance.start, end, utterance.audio[:keep], voiced_ms, reason, voiced_end)

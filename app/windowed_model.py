@@ -1,20 +1,12 @@
-"""faster-whisper's WhisperModel with an encoder window sized to the utterance.
+"""faster-whisper's WhisperModel with an encoder window sized to the audio.
 
 Whisper pads every input to a 30 s window. A streamed utterance is a few seconds
 long, so with the fixed window most of the encoder's work, and of the decoder's
 cross-attention at every token, goes to padding. CTranslate2's encoder takes any
-number of frames up to 3000, so this model encodes the utterance plus a
-margin of silence (`padding_s`) instead; a margin of 30 s keeps the fixed window.
-
-Measured by scripts/bench_encoder_window.py on the 26 VAD utterances of the 15
-eval clips (tiny.en int8, 2 CPU cores), decode CPU per audio second and corpus
-WER by margin:
-  30 s (the fixed window) 0.081, 0.153 | 10 s 0.053, 0.125 | 5 s 0.036, 0.127
-  3 s 0.031, 0.121 | 2 s 0.030, 0.135 | 1 s 0.029, 0.129 | 0.5 s 0.033, 0.123
-Accuracy holds at every margin (the fixed window is the worst here). The
-smallest margins more often leave a last segment unfinished, which costs a
-second window over the rest of the audio and, at 0.5 and 10 s, temperature
-fallbacks; 3 s is the default.
+number of frames up to 3000, so this model encodes the audio plus a margin of
+silence instead; a margin of 30 s keeps the fixed window. The margin trades
+compute for accuracy: too small a margin makes Whisper read real speech twice
+(README, Benchmarks, gives the measured sweep).
 """
 
 from __future__ import annotations
@@ -46,15 +38,13 @@ def content_frames(features: np.ndarray) -> int:
 
 
 class WindowedWhisperModel(WhisperModel):
-    padding_s: float = 30.0  # the engine sets encoder_padding_s
-
-    def window(self, frames: int) -> int:
-        return encoder_frames(frames, self.padding_s)
+    # The margin of the job being decoded: the engine's one worker thread sets it before each decode.
+    padding_s: float = 30.0
 
     def encode(self, features: np.ndarray) -> StorageView:
         # generate_segments calls this for a window after the first one (the audio after an unfinished
         # last segment), zero-padded to 30 s: trim it to the same rule as the first.
-        return self.encode_window(features, self.window(content_frames(features)))
+        return self.encode_window(features, encoder_frames(content_frames(features), self.padding_s))
 
     def encode_window(self, features: np.ndarray, frames: int) -> StorageView:
         """Encode (n_mels, frames) or (batch, n_mels, frames) features, trimmed or zero-padded to `frames`."""

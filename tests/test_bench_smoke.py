@@ -45,3 +45,16 @@ def test_bench_quick_writes_sane_json(tmp_path: Path) -> None:
         "wer_ratio_le_1_10",
         "cpu_interim_off_le_1_3x_offline",
     }
+
+    real = result["real"]
+    assert real["recordings"] == 2
+    for shape in ("continuous", "alone"):
+        for mode in ("interim_on", "interim_off"):
+            figures = real[f"{shape}_{mode}"]
+            assert not figures["errors"] and figures["finals"] >= 2
+            assert 0 <= figures["wer"] < 0.5 and figures["reference_words"] > 5
+            assert figures["duplicated_runs"] == []
+    assert real["continuous_interim_on"]["words_after_speech"] == 0
+    assert real["continuous_interim_on"]["final_latency_s"]["n"] == real["continuous_interim_on"]["finals"]
+    for key in ("continuous_beam1", "continuous_beam5", "alone_beam1", "alone_beam5"):
+        assert 0 <= real["offline"][key]["wer"] < 0.5

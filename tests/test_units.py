@@ -1,4 +1,4 @@
-"""Unit tests of the pure parts: audio decoding, VAD segmentation, LocalAgreement, the re-read guard, settings."""
+"""Unit tests of the pure parts: audio decoding, VAD segmentation, LocalAgreement, quality rules, settings."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from faster_whisper.audio import decode_audio
+from faster_whisper.transcribe import Segment
+from faster_whisper.transcribe import Word as FwWord
 
-from app.audio import AudioDecoder, AudioFormatError, Encoding, decode_whole
+from app.audio import AudioDecoder, AudioFormatError, Encoding, RecentAudio, decode_whole
 from app.config import ConfigError, Settings, env_name, load_settings
-from app.stabilizer import LocalAgreement, repeats_prefix
+from app.engine import DecodeResult, _result
+from app.quality import Flag, repeated_run
+from app.stabilizer import LocalAgreement
 from app.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
 from tests.helpers import EVAL_DIR, clip_pcm16
 
@@ -114,19 +118,104 @@ def test_short_audio_hypotheses_do_not_commit() -> None:
     assert stabilizer.update("That's how this cop collected").stable_text == "That's how this cop"
 
 
+def test_later_hypotheses_continue_after_the_committed_words_they_reword() -> None:
+    stabilizer = LocalAgreement()
+    stabilizer.update("Boats full of men")
+    assert stabilizer.update("Boats full of men and women").stable_text == "Boats full of men"
+    # An independent decode spells a committed word differently: its continuation follows the committed words.
+    reworded = stabilizer.update("Botes full of men and women in business suits")
+    assert reworded.text == "Boats full of men and women in business suits"
+    assert reworded.stable_text == "Boats full of men and women"
+    # A decode that dropped a committed word still continues after them, nothing read twice.
+    shorter = stabilizer.update("Boats of men and women in business suits, fresh")
+    assert shorter.text == "Boats full of men and women in business suits, fresh"
+
+
+def test_a_final_that_does_not_keep_the_stable_words_is_a_revision() -> None:
+    stabilizer = LocalAgreement()
+    stabilizer.update("the birch canoe")
+    stabilizer.update("the birch canoe slid")
+    assert not stabilizer.revises("The birch canoe slid on the smooth planks.")
+    assert stabilizer.revises("The birch can use lid on the smooth planks.")
+    assert not LocalAgreement().revises("anything at all")
+
+
 @pytest.mark.parametrize(
-    ("text", "reread"),
+    ("text", "found"),
     [
-        ("ask what you can do for your country. Ask what you can do for your country.", True),
-        ("ask what you can do for your country. can do for your country, ask what you", True),  # across the end
-        ("ask what you can do for your country.", False),  # nothing after the prefix
-        ("ask what you can do for your country. And then some.", False),  # new words
-        ("ask what you can do for your country, country.", False),  # too short a run to call
-        ("Ask not what you can do for your country. Ask what you can do for your country.", False),  # not the prefix
+        ("I am sitting in a room. I am sitting in a room.", (0, 6)),
+        ("we're just saying some words we're just saying some words", (0, 5)),
+        ("good good good good good good good good", (0, 4)),
+        ("no no no, I said no", None),  # short runs are ordinary speech
+        ("ask not what your country can do for you, ask what you can do", None),
     ],
 )
-def test_a_second_reading_after_the_forced_prefix_is_recognised(text: str, reread: bool) -> None:
-    assert repeats_prefix("ask what you can do for your country.", text) is reread
+def test_a_run_repeated_right_after_itself_is_found(text: str, found: tuple[int, int] | None) -> None:
+    assert repeated_run(text.split()) == found
+
+
+def _segment(start: float, end: float, words: list[tuple[str, float, float]], **signals: float) -> Segment:
+    return Segment(
+        id=0, seek=0, start=start, end=end, text=" ".join(w for w, _, _ in words), tokens=[],
+        avg_logprob=signals.get("avg_logprob", -0.2), compression_ratio=signals.get("compression_ratio", 1.2),
+        no_speech_prob=signals.get("no_speech_prob", 0.01), temperature=signals.get("temperature", 0.0),
+        words=[FwWord(start=s, end=e, word=" " + w, probability=0.9) for w, s, e in words],
+    )  # fmt: skip
+
+
+def _decoded(segments: list[Segment], speech_end_s: float, context: tuple[float, float] | None = None) -> DecodeResult:
+    return _result(segments, speech_end_s, "en", 1.0, context)
+
+
+def test_words_in_the_silence_after_the_audio_are_dropped() -> None:
+    speech = _segment(0.0, 2.0, [("Hello", 0.3, 0.7), ("world.", 0.8, 1.4)])
+    invented = _segment(2.9, 3.5, [("Thank", 2.95, 3.2), ("you.", 3.2, 3.5)])
+    result = _decoded([speech, invented], 3.0)
+    assert result.text == "Hello world."
+    assert [w.word for w in result.words] == ["Hello", "world."]
+
+
+def test_a_second_reading_squeezed_into_the_end_is_dropped_and_flagged() -> None:
+    first = [("I", 0.0, 0.3), ("am", 0.3, 0.6), ("in", 0.6, 0.9), ("a", 0.9, 1.0), ("room.", 1.0, 1.6)]
+    again = [(w, 1.6 + (s - 0.0) / 5, 1.6 + (e - 0.0) / 5) for w, s, e in first]  # a fifth of the time
+    result = _decoded([_segment(0.0, 2.0, first + again)], 3.0)
+    assert result.text == "I am in a room."
+    assert Flag.REPETITION in result.quality.flags
+    said_twice = [(w, 1.6 + s, 1.6 + e) for w, s, e in first]  # the speaker really said it twice
+    result = _decoded([_segment(0.0, 3.5, first + said_twice)], 4.0)
+    assert result.text == "I am in a room. I am in a room."
+
+
+def test_an_invented_sign_off_after_the_last_sentence_is_dropped() -> None:
+    said = [("He", 0.2, 0.4, 0.9), ("decided", 0.4, 0.9, 0.95), ("instead.", 0.9, 1.5, 0.94)]
+    signed_off = _segment(0.0, 2.0, [w[:3] for w in said] + [("Thank", 1.6, 1.8)])
+    signed_off.words[-1].probability = 0.01
+    assert _decoded([signed_off], speech_end_s=2.5).text == "He decided instead."
+    unsure_but_spoken = _segment(0.0, 2.0, [("the", 0.2, 0.4), ("cool", 0.4, 0.8), ("grass.", 0.8, 1.3)])
+    unsure_but_spoken.words[-1].probability = 0.12  # no finished sentence before it: kept
+    assert _decoded([unsure_but_spoken], speech_end_s=2.5).text == "the cool grass."
+
+
+def test_a_decode_heard_with_context_keeps_the_utterances_words_in_its_times() -> None:
+    # The previous utterance's speech ends at 1.5 s, this one starts (pre-roll included) at 2.0 s.
+    said = [("Small", 0.2, 0.5), ("children", 0.5, 1.0), ("came.", 1.0, 1.9)]
+    previous = _segment(0.0, 1.6, said)
+    # Whisper times the segment's first word from the silence before it.
+    utterance = _segment(1.5, 4.0, [("The", 1.5, 2.2), ("grass", 2.5, 2.9), ("was", 2.9, 3.1), ("wet.", 3.1, 3.6)])
+    result = _decoded([previous, utterance], speech_end_s=4.0, context=(2.0, 1.5))
+    assert result.text == "The grass was wet."
+    assert [(w.word, round(w.start, 2)) for w in result.words][:2] == [("The", 0.0), ("grass", 0.5)]
+    # One segment over both utterances: split by word.
+    merged = _segment(0.0, 4.0, [*said, ("The", 2.1, 2.5), ("grass", 2.5, 2.9)])
+    assert _decoded([merged], speech_end_s=4.0, context=(2.0, 1.5)).text == "The grass"
+
+
+def test_quality_flags_follow_whispers_thresholds() -> None:
+    doubtful = _segment(0.0, 1.0, [("Okay.", 0.1, 0.5)], no_speech_prob=0.9, avg_logprob=-1.3, temperature=0.4)
+    flags = _decoded([doubtful], 2.0).quality.flags
+    assert set(flags) == {Flag.LIKELY_NO_SPEECH, Flag.LOW_CONFIDENCE, Flag.TEMPERATURE_FALLBACK}
+    clean = _segment(0.0, 1.0, [("Okay.", 0.1, 0.5)])
+    assert _decoded([clean], 2.0).quality.flags == ()
 
 
 def test_readme_configuration_table_lists_every_setting() -> None:
@@ -160,3 +249,16 @@ def test_settings_flags_over_environment_over_defaults() -> None:
 def test_settings_rejected_with_a_clear_message(argv: list[str], env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(argv, env)
+
+
+def test_recent_audio_holds_the_last_seconds_by_stream_position() -> None:
+    recent = RecentAudio(1.0, start=500)  # 16000 samples
+    stream = np.arange(40_000, dtype=np.float32)
+    for i in range(0, stream.shape[0], 7_001):
+        recent.append(stream[i : i + 7_001])
+    assert recent.end == 40_500
+    assert np.array_equal(recent.get(30_000, 40_500), stream[29_500:40_000])
+    assert recent.get(24_499, 30_000) is None  # fell out of the buffer
+    assert recent.get(40_000, 40_501) is None  # not received yet
+    recent.append(stream[:20_000])  # longer than the buffer
+    assert np.array_equal(recent.get(60_500 - 16_000, 60_500), stream[4_000:20_000])

@@ -101,7 +101,7 @@ class WordInfo(_message.Message):
     def __init__(self, word: _Optional[str] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class SpeechResult(_message.Message):
-    __slots__ = ("utterance_id", "is_final", "stability", "text", "stable_text", "words", "confidence", "language", "language_probability", "start_s", "end_s")
+    __slots__ = ("utterance_id", "is_final", "stability", "text", "stable_text", "words", "confidence", "language", "language_probability", "start_s", "end_s", "quality")
     UTTERANCE_ID_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
     STABILITY_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class SpeechResult(_message.Message):
     LANGUAGE_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     START_S_FIELD_NUMBER: _ClassVar[int]
     END_S_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     utterance_id: str
     is_final: bool
     stability: float
@@ -124,7 +125,36 @@ class SpeechResult(_message.Message):
     language_probability: float
     start_s: float
     end_s: float
-    def __init__(self, utterance_id: _Optional[str] = ..., is_final: _Optional[bool] = ..., stability: _Optional[float] = ..., text: _Optional[str] = ..., stable_text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ...) -> None: ...
+    quality: ResultQuality
+    def __init__(self, utterance_id: _Optional[str] = ..., is_final: _Optional[bool] = ..., stability: _Optional[float] = ..., text: _Optional[str] = ..., stable_text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., quality: _Optional[_Union[ResultQuality, _Mapping]] = ...) -> None: ...
+
+class ResultQuality(_message.Message):
+    __slots__ = ("no_speech_prob", "avg_logprob", "compression_ratio", "temperature", "flags")
+    class Flag(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        FLAG_UNSPECIFIED: _ClassVar[ResultQuality.Flag]
+        LIKELY_NO_SPEECH: _ClassVar[ResultQuality.Flag]
+        LOW_CONFIDENCE: _ClassVar[ResultQuality.Flag]
+        REPETITION: _ClassVar[ResultQuality.Flag]
+        TEMPERATURE_FALLBACK: _ClassVar[ResultQuality.Flag]
+        STABLE_TEXT_REVISED: _ClassVar[ResultQuality.Flag]
+    FLAG_UNSPECIFIED: ResultQuality.Flag
+    LIKELY_NO_SPEECH: ResultQuality.Flag
+    LOW_CONFIDENCE: ResultQuality.Flag
+    REPETITION: ResultQuality.Flag
+    TEMPERATURE_FALLBACK: ResultQuality.Flag
+    STABLE_TEXT_REVISED: ResultQuality.Flag
+    NO_SPEECH_PROB_FIELD_NUMBER: _ClassVar[int]
+    AVG_LOGPROB_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+    temperature: float
+    flags: _containers.RepeatedScalarFieldContainer[ResultQuality.Flag]
+    def __init__(self, no_speech_prob: _Optional[float] = ..., avg_logprob: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., temperature: _Optional[float] = ..., flags: _Optional[_Iterable[_Union[ResultQuality.Flag, str]]] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
     __slots__ = ("config", "audio")
