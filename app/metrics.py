@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from app.quality import Flag
+
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0)
 
@@ -60,6 +62,11 @@ STABLE_TEXT_FINALS = Counter(
     ("revised",),
 )
 FINAL_FLAGS = Counter("hws_final_flags_total", "Quality flags on final results, by flag.", ("flag",))
+# Every known series from the start, at zero, so that rates and alerts see them before the first event.
+for _revised in ("true", "false"):
+    STABLE_TEXT_FINALS.labels(revised=_revised)
+for _flag in Flag:
+    FINAL_FLAGS.labels(flag=_flag.value)
 MODEL_LOAD_SECONDS = Gauge("hws_model_load_seconds", "Time the model took to load.")
 READY = Gauge("hws_ready", "1 when the model is loaded and the server accepts streams, else 0.")
 BUILD_INFO = Gauge(

@@ -191,6 +191,7 @@ class Session:
         failure: StreamFailure | None = None
         iterator = aiter(chunks)
         stop_wait = asyncio.ensure_future(stop.wait())
+        next_chunk: asyncio.Future[bytes] | None = None
         try:
             while True:
                 next_chunk = asyncio.ensure_future(anext(iterator))
@@ -222,6 +223,11 @@ class Session:
             failure = StreamFailure(FailureCode.INTERNAL, f"reading the stream failed: {type(exc).__name__}")
         finally:
             stop_wait.cancel()
+            if next_chunk is not None and not next_chunk.done():
+                # Cancelled mid-read (the client went away): the read's outcome is nobody's business,
+                # and unretrieved it would be logged as "Task exception was never retrieved".
+                next_chunk.cancel()
+                next_chunk.add_done_callback(lambda future: future.cancelled() or future.exception())
         try:
             if failure is None or failure.code is not FailureCode.OVERLOADED:  # behind already: add no work
                 try:

@@ -36,6 +36,8 @@ COUNTERS = {
     "hws_utterances_total",
     "hws_decoded_audio_seconds_total",
     "hws_partials_dropped_total",
+    "hws_stable_text_finals_total",
+    "hws_final_flags_total",
 }
 GAUGES = {
     "hws_active_streams",
