@@ -582,7 +582,9 @@ def real_speech_phase(server: Server, alone_concurrency: int, limit: int) -> dic
     for interim in (True, False):
         mode = "interim_on" if interim else "interim_off"
         print(f"real speech, continuous [{mode}]: {out['audio_s']} s", file=sys.stderr)
-        record = asyncio.run(run_stream(server.address, pcm + silence(TAIL_SILENCE_S), interim, word_timestamps=True))
+        audio = pcm + silence(TAIL_SILENCE_S)
+        timeout_s = len(audio) / 2 / RATE + 300.0
+        record = asyncio.run(run_stream(server.address, audio, interim, timeout_s=timeout_s, word_timestamps=True))
         figures = real_record_figures([record], [reference])
         figures["words_after_speech"] = sum(
             1

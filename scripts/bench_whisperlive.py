@@ -42,6 +42,7 @@ from whisper_live.server import TranscriptionServer
 TranscriptionServer().run(
     "127.0.0.1", int(sys.argv[1]), backend="faster_whisper",
     faster_whisper_custom_model_path=sys.argv[2], single_model=True, max_clients=8,
+    max_connection_time=3600,  # its default, 600 s, cuts the continuous real stream (635 s)
 )
 """
 
