@@ -82,5 +82,10 @@ class LocalAgreement:
 
     def revises(self, final_text: str) -> bool:
         """True when the final does not begin with the committed words (ignoring case and punctuation)."""
-        done = [word_key(w) for w in self._committed]
-        return [word_key(w) for w in final_text.split()[: len(done)]] != done
+        return revises(final_text, self.committed_text)
+
+
+def revises(final_text: str, stable_text: str) -> bool:
+    """True when `final_text` does not begin with the words of `stable_text` (ignoring case and punctuation)."""
+    stable = [word_key(w) for w in stable_text.split()]
+    return [word_key(w) for w in final_text.split()[: len(stable)]] != stable

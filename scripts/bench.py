@@ -116,11 +116,6 @@ def load_pcm16(name: str) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def _word_keys(text: str) -> list[str]:
-    # The server's LocalAgreement rule: words compare ignoring case and punctuation.
-    return [re.sub(r"[^\w']+", "", w.lower()) for w in text.split()]
-
-
 def silence(seconds: float) -> bytes:
     return b"\x00\x00" * int(seconds * RATE)
 
@@ -326,7 +321,9 @@ class StreamRecord:
             if p["stable_text"]:
                 stable[p["utterance_id"]] = p["stable_text"]
         keys = [(f, stable[f["utterance_id"]]) for f in self.finals if f["utterance_id"] in stable]
-        revised = [f for f, said in keys if _word_keys(f["text"])[: len(_word_keys(said))] != _word_keys(said)]
+        from app.stabilizer import revises  # the server's own rule; standard library only, like this module
+
+        revised = [f for f, said in keys if revises(f["text"], said)]
         return len(revised), len(keys)
 
     def drain_s(self) -> float:
