@@ -50,7 +50,8 @@ class Settings:
     model_cache_dir: str = str(Path.home() / ".cache" / "hws" / "models")
     device: str = "auto"
     compute_type: str = "auto"
-    cpu_threads: int = 0
+    decode_workers: int = 0  # 0: auto (one per CPU core on CPU, 1 on GPU)
+    cpu_threads: int = 0  # 0: auto (the cores shared out among the decode workers)
     beam_size: int = 1
     # Scheduling: decodes from different streams share one batched encoder pass
     max_batch_size: int = 0  # 0: auto (8 on GPU, 1 on CPU, where batching measured no gain)
@@ -93,7 +94,8 @@ class Settings:
         _check(0 <= self.metrics_port <= 65535, "metrics_port", "must be 0-65535 (0 disables the metrics endpoint)")
         _check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
         _check(self.compute_type in COMPUTE_TYPES, "compute_type", f"must be one of {', '.join(COMPUTE_TYPES)}")
-        _check(self.cpu_threads >= 0, "cpu_threads", "must be >= 0 (0: CTranslate2 decides)")
+        _check(0 <= self.decode_workers <= 64, "decode_workers", "must be 0-64 (0: auto)")
+        _check(self.cpu_threads >= 0, "cpu_threads", "must be >= 0 (0: auto)")
         _check(1 <= self.beam_size <= 10, "beam_size", "must be 1-10")
         _check(0 <= self.max_batch_size <= 64, "max_batch_size", "must be 0-64 (0: auto)")
         _check(0 <= self.batch_wait_ms <= 1000, "batch_wait_ms", "must be 0-1000")
@@ -162,7 +164,8 @@ HELP = {
     "model_cache_dir": "where named models are downloaded",
     "device": "auto (CUDA when CTranslate2 sees a GPU), cpu or cuda",
     "compute_type": "auto (float16 on GPU, int8 on CPU) or a CTranslate2 compute type",
-    "cpu_threads": "CTranslate2 threads on CPU (0: one per core)",
+    "decode_workers": "decodes run at once, each on its own CTranslate2 replica (0: one per core on CPU, 1 on GPU)",
+    "cpu_threads": "CTranslate2 threads per decode worker on CPU (0: the cores divided among the workers)",
     "beam_size": "beam size for final decodes (partials are greedy)",
     "max_batch_size": "most decodes batched into one encoder pass (0: 8 on GPU, 1 on CPU)",
     "batch_wait_ms": "how long a lone decode waits for others to batch with",

@@ -62,11 +62,18 @@ STABLE_TEXT_FINALS = Counter(
     ("revised",),
 )
 FINAL_FLAGS = Counter("hws_final_flags_total", "Quality flags on final results, by flag.", ("flag",))
+SPECULATIVE_FINALS = Counter(
+    "hws_speculative_finals_total",
+    "Finals decoded early, in a pause, on an idle worker: used (the pause was the endpoint) or wasted.",
+    ("outcome",),
+)
 # Every known series from the start, at zero, so that rates and alerts see them before the first event.
 for _revised in ("true", "false"):
     STABLE_TEXT_FINALS.labels(revised=_revised)
 for _flag in Flag:
     FINAL_FLAGS.labels(flag=_flag.value)
+for _outcome in ("used", "wasted"):
+    SPECULATIVE_FINALS.labels(outcome=_outcome)
 MODEL_LOAD_SECONDS = Gauge("hws_model_load_seconds", "Time the model took to load.")
 READY = Gauge("hws_ready", "1 when the model is loaded and the server accepts streams, else 0.")
 BUILD_INFO = Gauge(

@@ -31,6 +31,10 @@ log = structlog.get_logger("hws.session")
 
 MIN_PARTIAL_AUDIO_S = 0.5
 MIN_COMMIT_AUDIO_S = 2.0  # partials from less audio are shown but never committed (see stabilizer)
+# A partial reads the utterance's tail from this long before the audio that last extended its stable
+# text (so the tail overlaps the last committed words), once that skips at least PARTIAL_TAIL_MIN_SKIP_S.
+PARTIAL_TAIL_OVERLAP_S = 3.0
+PARTIAL_TAIL_MIN_SKIP_S = 2.0
 PARTIAL_SILENCE_CUTOFF_MS = 240  # no partials once the speaker has paused this long: the final is near
 MAX_PENDING_FINALS = 4  # per stream; past it reading pauses (gRPC flow control slows the sender)
 PROGRESS_STEP_S = 2.0  # through silence, the final offset is reported at least this often
@@ -124,6 +128,8 @@ class _Utterance:
     start: int
     stabilizer: LocalAgreement = dataclasses.field(default_factory=LocalAgreement)
     partial_audio_len: int = 0  # samples covered by the last partial request
+    committed_at: int = 0  # the audio length of the partial that last extended the stable text
+    speculative: tuple[int, Future[DecodeResult | None]] | None = None  # (end, its final) started in a pause
     partials_sent: bool = False
     closed: bool = False  # ended: partials still in flight are stale
 
@@ -134,6 +140,7 @@ class _PendingPartial:
     audio_len: int
     future: Future[DecodeResult | None]
     requested: float
+    start: int = 0  # where the decoded audio begins in the utterance: > 0 for a tail
 
 
 @dataclasses.dataclass
@@ -258,6 +265,7 @@ class Session:
         self._recent.append(samples)
         await self._handle(self._segmenter.feed(samples))
         self._maybe_request_partial()
+        self._maybe_speculate()
         position = self._segmenter.final_position
         if position - self._marked_pos >= PROGRESS_STEP_S * TARGET_RATE:
             self._marked_pos = position
@@ -282,7 +290,15 @@ class Session:
                 continue
             await self._final_slot()
             # No partial of this utterance is processed after this; the final depends on the audio alone.
-            future = self._submit_final(event)
+            speculative = utterance.speculative
+            if speculative is not None and speculative[0] == event.end:
+                future = speculative[1]
+                metrics.SPECULATIVE_FINALS.labels(outcome="used").inc()
+            else:
+                if speculative is not None:
+                    self._drop_speculative(utterance)
+                future = self._submit_final(event)
+            self._previous = event
             self._items.put_nowait(_PendingFinal(utterance, event.end, future, time.monotonic()))
 
     async def _final_slot(self) -> None:
@@ -304,19 +320,51 @@ class Session:
         current = self._segmenter.current()
         assert current is not None
         _, audio = current
+        # After a first partial, until the utterance shows words, partials come twice as often: Whisper
+        # often hears nothing in the first moments of speech, and the reader waits for the first words most.
+        hurry = utterance.partial_audio_len and not utterance.partials_sent
+        interval = self._partial_interval // 2 if hurry else self._partial_interval
         if (
             audio.shape[0] < MIN_PARTIAL_AUDIO_S * TARGET_RATE
-            or audio.shape[0] - utterance.partial_audio_len < self._partial_interval
+            or audio.shape[0] - utterance.partial_audio_len < interval
             or self._segmenter.trailing_silence_ms >= PARTIAL_SILENCE_CUTOFF_MS
         ):
             return
         utterance.partial_audio_len = audio.shape[0]
-        future = self._submit(JobKind.PARTIAL, audio)
-        self._items.put_nowait(_PendingPartial(utterance, audio.shape[0], future, time.monotonic()))
+        start = 0
+        tail_start = utterance.committed_at - round(PARTIAL_TAIL_OVERLAP_S * TARGET_RATE)
+        if utterance.stabilizer.committed_words and tail_start >= PARTIAL_TAIL_MIN_SKIP_S * TARGET_RATE:
+            start = tail_start
+        future = self._submit(JobKind.PARTIAL, audio[start:])
+        self._items.put_nowait(_PendingPartial(utterance, audio.shape[0], future, time.monotonic(), start))
+
+    def _maybe_speculate(self) -> None:
+        """Start the final's decode early, in a pause that has reached the VAD's kept pad, on an idle worker.
+
+        The utterance's end is then fixed unless speech resumes: if the pause lasts to the endpoint
+        (`endpoint_silence_ms` - `speech_pad_ms` later) the final is already under way; if speech
+        resumes, the decode is dropped, and it only took a worker that had nothing else to do.
+        """
+        utterance = self._utterance
+        if utterance is None:
+            return
+        tentative = self._segmenter.tentative_end()
+        if tentative is None or (utterance.speculative is not None and utterance.speculative[0] == tentative.end):
+            return
+        if utterance.speculative is not None:
+            self._drop_speculative(utterance)
+        if self._engine.has_idle_worker():
+            utterance.speculative = (tentative.end, self._submit_final(tentative))
+
+    def _drop_speculative(self, utterance: _Utterance) -> None:
+        assert utterance.speculative is not None
+        utterance.speculative[1].cancel()
+        utterance.speculative = None
+        metrics.SPECULATIVE_FINALS.labels(outcome="wasted").inc()
 
     def _submit_final(self, event: SpeechEnd) -> Future[DecodeResult | None]:
         """The utterance's final, heard with the stream's audio from the previous utterance on where held."""
-        previous, self._previous = self._previous, event
+        previous = self._previous
         silence_after = event.end - event.voiced_end
         with_context = None if previous is None else self._recent.get(previous.start, event.end)
         if previous is None or with_context is None or with_context.shape[0] > CONTEXT_WINDOW_S * TARGET_RATE:
@@ -380,7 +428,12 @@ class Session:
         utterance = item.utterance
         if decoded is None or utterance.closed or not decoded.text:
             return None
-        stabilized = utterance.stabilizer.update(decoded.text, item.audio_len >= MIN_COMMIT_AUDIO_S * TARGET_RATE)
+        committed = utterance.stabilizer.committed_words
+        stabilized = utterance.stabilizer.update(
+            decoded.text, item.audio_len >= MIN_COMMIT_AUDIO_S * TARGET_RATE, tail=item.start > 0
+        )
+        if utterance.stabilizer.committed_words > committed:
+            utterance.committed_at = item.audio_len
         utterance.partials_sent = True
         metrics.PARTIAL_LATENCY.observe(time.monotonic() - item.requested)
         start = utterance.start / TARGET_RATE

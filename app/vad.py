@@ -130,6 +130,19 @@ class Segmenter:
             return self._utterance.start
         return self._position - len(self._history) * self._frame  # the history may still become pre-roll
 
+    def tentative_end(self) -> SpeechEnd | None:
+        """The SpeechEnd the pause in progress will give if it lasts to the endpoint, else None.
+
+        Known once the trailing silence reaches the kept pad: the end is then fixed, and only more
+        speech before the endpoint can change it.
+        """
+        utterance = self._utterance
+        if utterance is None or utterance.silence_frames < self._pad_frames:
+            return None
+        keep = utterance.length - (utterance.silence_frames - self._pad_frames) * self._frame
+        event = self._end_event(utterance, keep, EndReason.SILENCE)
+        return event if isinstance(event, SpeechEnd) else None
+
     def current(self) -> tuple[int, np.ndarray] | None:
         """Start and audio so far of the utterance in progress (a view; do not modify)."""
         if self._utterance is None:
@@ -216,6 +229,9 @@ class Segmenter:
             for offset in range(0, tail.shape[0] - self._frame + 1, self._frame):
                 self._history.append((tail[offset : offset + self._frame], False))
         self._utterance = None
+        return self._end_event(utterance, keep, reason)
+
+    def _end_event(self, utterance: _Utterance, keep: int, reason: EndReason) -> SpeechEnd | SpeechDiscarded:
         voicing = utterance.voicing[: -(-keep // self._frame)]
         voiced_ms = sum(voicing) * self.params.frame_ms
         end = utterance.start + keep

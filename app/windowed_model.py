@@ -11,6 +11,8 @@ compute for accuracy: too small a margin makes Whisper read real speech twice
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from ctranslate2 import StorageView
 from faster_whisper import WhisperModel
@@ -37,14 +39,17 @@ def content_frames(features: np.ndarray) -> int:
     return int(nonzero[-1]) + 1 if nonzero.size else 0
 
 
+class _Window(threading.local):
+    padding_s: float = 30.0  # the margin of the job this thread decodes; each engine worker sets its own
+
+
 class WindowedWhisperModel(WhisperModel):
-    # The margin of the job being decoded: the engine's one worker thread sets it before each decode.
-    padding_s: float = 30.0
+    window = _Window()
 
     def encode(self, features: np.ndarray) -> StorageView:
         # generate_segments calls this for a window after the first one (the audio after an unfinished
         # last segment), zero-padded to 30 s: trim it to the same rule as the first.
-        return self.encode_window(features, encoder_frames(content_frames(features), self.padding_s))
+        return self.encode_window(features, encoder_frames(content_frames(features), self.window.padding_s))
 
     def encode_window(self, features: np.ndarray, frames: int) -> StorageView:
         """Encode (n_mels, frames) or (batch, n_mels, frames) features, trimmed or zero-padded to `frames`."""

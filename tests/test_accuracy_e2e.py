@@ -80,7 +80,13 @@ def test_partials_never_change_a_final(server: ServerProcess) -> None:
     audio = join_recordings(names).audio
     on = finals(stream_audio(server.address, audio, interim_results=True, word_timestamps=True))
     off = finals(stream_audio(server.address, audio, word_timestamps=True))
-    assert [(r.utterance_id, r.text) for r in on] == [(r.utterance_id, r.text) for r in off]
+    assert [r.utterance_id for r in on] == [r.utterance_id for r in off]
+    # A final that fell back to sampling (TEMPERATURE_FALLBACK) draws from a generator whose state depends
+    # on which worker decoded it and what that worker sampled before; whether it falls back does not.
+    assert [r.quality.temperature > 0 for r in on] == [r.quality.temperature > 0 for r in off]
+    greedy = [(a.text, b.text) for a, b in zip(on, off, strict=True) if a.quality.temperature == 0]
+    assert len(greedy) >= 0.8 * len(on)
+    assert [a for a, _ in greedy] == [b for _, b in greedy]
 
 
 def _tone(seconds: float) -> np.ndarray:

@@ -6,7 +6,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ServerProcess, chunked, clip_pcm16, requests, stream, streaming_config
+from tests.helpers import ServerProcess, chunked, clip_pcm16, finals, requests, stream, streaming_config
 
 STREAM = {
     "grpc_type": "bidi_stream",
@@ -67,3 +67,24 @@ def test_failed_stream_counted_with_its_code(live_server: ServerProcess) -> None
     assert (
         value(after, "grpc_server_handled_total", **labels) - value(before, "grpc_server_handled_total", **labels) == 1
     )
+
+
+def test_a_pause_that_becomes_the_endpoint_has_its_final_under_way(live_server: ServerProcess) -> None:
+    before = scrape(live_server)
+    silence = b"\x00\x00" * 16000
+    pcm = clip_pcm16("synth_weather.wav") + silence + clip_pcm16("synth_meeting.wav") + silence
+    responses = stream(live_server.address, requests(streaming_config(), chunked(pcm, 3200)))
+    after = scrape(live_server)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    results = finals(responses)
+    assert len(results) == 2 and all(r.text for r in results)
+    used, wasted = (
+        delta("hws_speculative_finals_total", outcome="used"),
+        delta("hws_speculative_finals_total", outcome="wasted"),
+    )
+    assert used >= 1  # the server was idle at each pause
+    # A used early decode is the final's only decode; a wasted one is a decode more.
+    assert delta("hws_decode_seconds_count", kind="final") == 2 + wasted

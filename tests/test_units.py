@@ -101,6 +101,22 @@ def test_click_is_too_short_for_the_model(click_ms: int) -> None:
     assert [e for e in segment(speech, VadParams()) if isinstance(e, SpeechEnd)]
 
 
+def test_a_pause_tells_the_end_it_will_give_before_the_endpoint() -> None:
+    speech = decode_audio(str(EVAL_DIR / "jfk.flac"))
+    audio = np.concatenate([speech, np.zeros(16_000, np.float32)])
+    segmenter, told, ends = Segmenter(VadParams()), {}, []
+    for offset in range(0, audio.shape[0], 160):
+        ends += [e for e in segmenter.feed(audio[offset : offset + 160]) if isinstance(e, SpeechEnd)]
+        if (tentative := segmenter.tentative_end()) is not None:
+            told.setdefault((tentative.start, tentative.end), tentative)
+    by_silence = [e for e in ends if e.reason is EndReason.SILENCE]
+    assert by_silence
+    # Every end that silence gave was told before it came, the same in every field.
+    for end in by_silence:
+        early = told[(end.start, end.end)]
+        assert early.voiced_end == end.voiced_end and np.array_equal(early.audio, end.audio)
+
+
 def test_local_agreement_commits_only_agreed_prefix_and_never_retracts() -> None:
     stabilizer = LocalAgreement()
     assert stabilizer.update("the cat").stable_text == ""
@@ -109,6 +125,20 @@ def test_local_agreement_commits_only_agreed_prefix_and_never_retracts() -> None
     second = stabilizer.update("the bat sat on a mat")  # contradicts the committed words
     assert second.text.startswith("The cat") and second.stable_text.startswith("The cat")
     assert stabilizer.committed_text.startswith("The cat")
+
+
+def test_a_tail_decode_continues_after_the_committed_words_it_overlaps() -> None:
+    stabilizer = LocalAgreement()
+    stabilizer.update("one two three four five six")
+    assert stabilizer.update("one two three four five six seven.").stable_text == "one two three four five six"
+    # The tail began mid-word, a few seconds before the committed end.
+    tail = stabilizer.update("ive six seven eight", tail=True)
+    assert tail.text == "one two three four five six seven eight"
+    assert tail.stable_text == "one two three four five six seven"
+    # A tail that does not reach the committed words' end cannot be placed: what was shown stays.
+    assert stabilizer.update("entirely other words", tail=True) == tail
+    assert stabilizer.update("three four", tail=True) == tail
+    assert stabilizer.update("six seven eight nine", tail=True).stable_text.endswith("seven eight")
 
 
 def test_short_audio_hypotheses_do_not_commit() -> None:

@@ -35,7 +35,7 @@ def test_padding_is_told_from_content_even_for_digital_silence(model: WindowedWh
 def test_every_window_is_encoded_by_the_same_rule(model: WindowedWhisperModel, padding_s: float) -> None:
     # generate_segments hands a later window to encode() zero-padded to 30 s; it must come out
     # the size, and the values, of encoding the same content through the engine's first-window path.
-    model.padding_s = padding_s
+    model.window.padding_s = padding_s
     features = model.feature_extractor(decode_audio(str(EVAL_DIR / "jfk.flac")))[:, :-1]
     frames = encoder_frames(features.shape[-1], padding_s)
     from_later_window = np.asarray(model.encode(pad_or_trim(features)))
