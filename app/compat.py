@@ -46,6 +46,16 @@ class _ArrivalClock:
         index = min(bisect.bisect_left(self._ends, stream_s), len(self._arrivals) - 1)
         return self._arrivals[index] if index >= 0 else time.time()
 
+    def forget_before(self, stream_s: float) -> None:
+        """Drop what no later result can ask for (it starts at or after `stream_s`), so memory stays flat."""
+        index = bisect.bisect_left(self._ends, stream_s)
+        if index > 1 and index * 2 > len(self._ends):  # in batches: deleting from a list's front moves the rest
+            del self._ends[: index - 1]
+            del self._arrivals[: index - 1]
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
 
 async def _pcm_chunks(requests: AsyncIterator[compat_pb.AudioRequest], clock: _ArrivalClock) -> AsyncIterator[bytes]:
     """Whole samples from a byte stream: the original protocol has no framing, so a sample may span messages."""
@@ -82,6 +92,7 @@ class AudioTranscriberCompat(compat_grpc.AudioTranscriberServiceServicer):
                         yield compat_pb.TranscriptionResponse(
                             transcription=output.text, start_time=clock.wall_time(output.start_s), end_time=time.time()
                         )
+                    clock.forget_before(output.final_offset_s)
 
 
 class HealthCheckCompat(compat_grpc.HealthCheckServiceServicer):

@@ -45,6 +45,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 50051
     metrics_port: int = 8000
+    metrics_host: str = ""  # empty: the gRPC host
     # Model
     model: str = EMBEDDED_MODEL
     model_cache_dir: str = str(Path.home() / ".cache" / "hws" / "models")
@@ -76,6 +77,7 @@ class Settings:
     max_hotwords: int = 50
     max_hotword_chars: int = 100
     stream_idle_timeout_s: float = 30.0
+    config_timeout_s: float = 5.0  # a stream must send its config this soon; it holds no slot until then
     backlog_timeout_s: float = 10.0
     decode_timeout_s: float = 60.0
     grace_period_s: float = 30.0
@@ -99,6 +101,7 @@ class Settings:
         _check(1 <= self.beam_size <= 10, "beam_size", "must be 1-10")
         _check(0 <= self.max_batch_size <= 64, "max_batch_size", "must be 0-64 (0: auto)")
         _check(0 <= self.batch_wait_ms <= 1000, "batch_wait_ms", "must be 0-1000")
+        _check(0.1 <= self.config_timeout_s <= 300, "config_timeout_s", "must be 0.1-300")
         _check(self.partial_max_age_s > 0, "partial_max_age_s", "must be > 0")
         _check(0 <= self.encoder_padding_s <= 30, "encoder_padding_s", "must be 0-30 (30: Whisper's fixed window)")
         _check(
@@ -160,6 +163,7 @@ HELP = {
     "host": "address to listen on",
     "port": "gRPC port",
     "metrics_port": "Prometheus /metrics HTTP port (0 disables it)",
+    "metrics_host": "address the metrics endpoint listens on (empty: --host); it has no authentication",
     "model": f"'{EMBEDDED_MODEL}' (bundled, offline), a CTranslate2 model folder, or a model name such as large-v3",
     "model_cache_dir": "where named models are downloaded",
     "device": "auto (CUDA when CTranslate2 sees a GPU), cpu or cuda",
@@ -184,6 +188,7 @@ HELP = {
     "max_prompt_chars": "longest initial prompt accepted",
     "max_hotwords": "most hot words accepted",
     "max_hotword_chars": "longest hot word accepted",
+    "config_timeout_s": "a stream that sends no config this soon after opening is closed (it holds no slot before)",
     "stream_idle_timeout_s": "a stream with no message for this long is closed",
     "grace_period_s": "on SIGTERM, time to finish open streams before exiting",
     "backlog_timeout_s": "a stream whose finals are this long behind is ended with RESOURCE_EXHAUSTED and a retry hint",

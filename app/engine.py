@@ -4,7 +4,11 @@ Knows nothing of gRPC. Streams submit decode jobs and get concurrent futures
 back. Scheduling rules:
 - `workers` jobs run at once (one per core on a CPU, each on its own
   single-threaded CTranslate2 replica; one on a GPU, which batches instead);
-- finals run before partials, in arrival order, and are never dropped;
+- finals are never dropped; the final of the stream that used the least decode
+  time lately runs first (a stream's own finals keep their order), and finals run
+  before partials unless the partial's stream used clearly less (see _pick): a
+  stream sending faster than real time, or audio that is costly to decode, waits
+  for its own work, not others for it;
 - each stream has at most one queued partial: a newer one replaces it (the
   replaced future resolves to None), and a final from the stream removes it;
   queued partials run least recently served stream first, one per stream at a time;
@@ -149,6 +153,8 @@ CONTEXT_PAD_S = 0.3  # the VAD's pad before and after speech, left out when judg
 # Slack for Whisper's timings when a decode heard with context is split (see _result): they often
 # stretch the previous utterance's last word into the silence after it.
 CONTEXT_SPLIT_S = 0.25
+USAGE_DECAY_S = 30.0  # how long a stream's decode time counts against it when jobs are ordered
+PARTIAL_HANDICAP_S = 5.0  # decode seconds a partial's stream must have used less than a final's to go first
 
 
 def resolve_device(requested: str) -> str:
@@ -219,6 +225,7 @@ class Engine:
         self._partials: dict[str, _Job] = {}  # stream id -> its one queued partial, insertion ordered
         self._partials_running: set[str] = set()  # streams with a partial being decoded
         self._partial_served: dict[str, float] = {}  # stream id -> when its last partial started decoding
+        self._usage: dict[str, tuple[float, float]] = {}  # stream id -> (decayed decode seconds, as of when)
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self.max_batch_size = 1
@@ -346,6 +353,7 @@ class Engine:
         with self._lock:
             self._drop_partial(stream_id)
             self._partial_served.pop(stream_id, None)
+            self._usage.pop(stream_id, None)
             self._update_depth()
 
     def _drop_partial(self, stream_id: str) -> None:
@@ -360,18 +368,17 @@ class Engine:
 
     # -- worker -----------------------------------------------------------
     def _ready_partials(self) -> list[str]:
-        """Streams whose queued partial may run, the one served longest ago first.
+        """Streams whose queued partial may run.
 
-        Least recently served, not first queued: a stream's partial is replaced every partial interval,
-        so queue order would keep sending the busiest streams to the back; this order bounds the gap
-        between any stream's partials. A stream's next partial waits while its last one is decoded:
-        the newer audio supersedes it, and another worker serves another stream meanwhile.
+        A stream's next partial waits while its last one is decoded: the newer audio supersedes it, and
+        another worker serves another stream meanwhile. Ordered least recently served, not first queued
+        (see _pick): a stream's partial is replaced every partial interval, so queue order would keep
+        sending the busiest streams to the back.
         """
-        ready = [stream_id for stream_id in self._partials if stream_id not in self._partials_running]
-        return sorted(ready, key=lambda stream_id: self._partial_served.get(stream_id, 0.0))
+        return [stream_id for stream_id in self._partials if stream_id not in self._partials_running]
 
     def _next_batch(self) -> list[_Job]:
-        """Up to max_batch_size jobs: finals first in arrival order, then fresh partials, least recently served."""
+        """Up to max_batch_size jobs, in the order of _pick."""
         with self._lock:
             while not self._finals and not self._ready_partials() and not self._stopping:
                 self._lock.wait()
@@ -385,21 +392,48 @@ class Engine:
                         break
                     self._lock.wait(remaining)
             batch: list[_Job] = []
-            while self._finals and len(batch) < self.max_batch_size:
-                batch.append(self._finals.popleft())
             now = time.monotonic()
-            for stream_id in self._ready_partials():
-                if len(batch) >= self.max_batch_size:
-                    break
-                job = self._partials[stream_id]
-                if now - job.enqueued > self.settings.partial_max_age_s:
-                    self._drop_partial(stream_id)  # stale: the queue cannot keep up
-                    continue
-                batch.append(self._partials.pop(stream_id))
-                self._partials_running.add(stream_id)
-                self._partial_served[stream_id] = now
+            while len(batch) < self.max_batch_size and (job := self._pick(now)) is not None:
+                batch.append(job)
             self._update_depth()
             return batch
+
+    def _pick(self, now: float) -> _Job | None:
+        """Take the next job off the queues (callers hold the lock).
+
+        The first queued final of the stream that used the least decode time lately, unless a partial's
+        stream used less by more than PARTIAL_HANDICAP_S: among streams of similar use finals go first,
+        but a stream flooding the queue with finals does not stop everyone else's partials. Partials of
+        the streams within that margin of the lightest go least recently served first.
+        """
+        firsts: dict[str, _Job] = {}
+        for job in self._finals:
+            firsts.setdefault(job.stream_id, job)
+        final = min(firsts.values(), key=lambda job: (self._used(job.stream_id, now), job.enqueued), default=None)
+        for stream_id in self._ready_partials():
+            if now - self._partials[stream_id].enqueued > self.settings.partial_max_age_s:
+                self._drop_partial(stream_id)  # stale: the queue cannot keep up
+        ready = self._ready_partials()
+        if ready:
+            light = min(self._used(stream_id, now) for stream_id in ready) + PARTIAL_HANDICAP_S
+            stream_id = min(ready, key=lambda s: (self._used(s, now) > light, self._partial_served.get(s, 0.0)))
+            if final is None or self._used(stream_id, now) + PARTIAL_HANDICAP_S < self._used(final.stream_id, now):
+                self._partials_running.add(stream_id)
+                self._partial_served[stream_id] = now
+                return self._partials.pop(stream_id)
+        if final is not None:
+            self._finals.remove(final)
+        return final
+
+    def _used(self, stream_id: str, now: float | None = None) -> float:
+        """A stream's decode seconds, each weighing less as it ages (time constant USAGE_DECAY_S)."""
+        seconds, since = self._usage.get(stream_id, (0.0, 0.0))
+        return seconds * math.exp(-((now or time.monotonic()) - since) / USAGE_DECAY_S)
+
+    def _charge(self, stream_id: str, seconds: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._usage[stream_id] = (self._used(stream_id, now) + seconds, now)
 
     def _done(self, batch: list[_Job]) -> None:
         with self._lock:
@@ -487,7 +521,9 @@ class Engine:
                 _fail(job, exc)
                 continue
             kind = job.kind.value
-            metrics.DECODE_SECONDS.labels(kind=kind).observe(encode_s + time.monotonic() - job_started)
+            seconds = encode_s + time.monotonic() - job_started
+            self._charge(job.stream_id, seconds)
+            metrics.DECODE_SECONDS.labels(kind=kind).observe(seconds)
             metrics.DECODED_AUDIO_SECONDS.labels(kind=kind).inc(job.audio.shape[0] / TARGET_RATE)
             if not job.future.done():  # the watchdog may have given up on it
                 job.future.set_result(result)

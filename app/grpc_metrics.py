@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from app import metrics
+from app import metrics, parsing
 
 
 def _split(full_method: str) -> tuple[str, str]:
@@ -73,7 +73,8 @@ class _Call:
             self.done(_code_name(context))
             raise
         except Exception:
-            self.done("UNKNOWN")
+            # A write to a call the client already cancelled fails too: that is the client's cancel.
+            self.done("CANCELLED" if context.cancelled() else "UNKNOWN")
             raise
         else:
             self.done(_code_name(context))
@@ -87,7 +88,7 @@ class _Call:
     async def counted_requests(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for request in requests:
             self.received()
-            yield request
+            yield parsing.check(request)
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
@@ -101,7 +102,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             return handler
         service, method = _split(handler_call_details.method)
         codec = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": parsing.tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
 
@@ -111,6 +112,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 call = _Call("unary", service, method)
                 call.received()
+                if isinstance(request, parsing.Unparseable):
+                    await call.finish(context, context.abort(grpc.StatusCode.INVALID_ARGUMENT, parsing.MESSAGE))
                 response = await call.finish(context, inner_uu(request, context))
                 call.sent()
                 return response
@@ -138,6 +141,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 request_or_iterator = call.counted_requests(request_or_iterator)
             else:
                 call.received()
+                if isinstance(request_or_iterator, parsing.Unparseable):
+                    await call.finish(context, context.abort(grpc.StatusCode.INVALID_ARGUMENT, parsing.MESSAGE))
             produced = inner_ss(request_or_iterator, context)
             if inspect.isawaitable(produced):
                 await call.finish(context, produced)

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from importlib import metadata
 
 import grpc
-import prometheus_client
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from app import logs, metrics
@@ -29,6 +28,8 @@ from app.config import ConfigError, Settings, load_settings
 from app.engine import Engine
 from app.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from app.grpc_metrics import MetricsInterceptor
+from app.health import BoundedHealthServicer
+from app.metrics_http import MetricsServer
 from app.service import ServingState, TranscriberServicer
 from app.tls import server_credentials
 
@@ -36,6 +37,10 @@ log = structlog.get_logger("hws.server")
 
 TRANSCRIBER_SERVICE = transcriber_pb2.DESCRIPTOR.services_by_name["Transcriber"].full_name
 MODEL_RETRY_MAX_S = 60.0
+
+
+class StartupError(RuntimeError):
+    """The server cannot start (a port in use): said in one line, exit status 2."""
 
 
 def version() -> str:
@@ -55,6 +60,8 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
+        # gRPC sets SO_REUSEPORT by default: a second server would share the port silently.
+        ("grpc.so_reuseport", 0),
     ]
 
 
@@ -69,7 +76,7 @@ class App:
         self.credentials = credentials
         self.engine = Engine(settings)
         self.state = ServingState(settings.max_streams)
-        self.health = health.aio.HealthServicer()
+        self.health = BoundedHealthServicer()
         # The first interceptor is the outermost: metrics also count the calls the key check refuses.
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
         if keys is not None:
@@ -77,6 +84,7 @@ class App:
         self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         self._stopped = asyncio.Event()
         self._loader: asyncio.Task[None] | None = None
+        self.metrics_server = MetricsServer()
 
     async def _set_health(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -96,14 +104,25 @@ class App:
         if self.settings.reflection:
             reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.server)
         address = f"{self.settings.host}:{self.settings.port}"
-        if self.credentials is not None:
-            port = self.server.add_secure_port(address, self.credentials)
-        else:
-            port = self.server.add_insecure_port(address)
+        try:
+            if self.credentials is not None:
+                port = self.server.add_secure_port(address, self.credentials)
+            else:
+                port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+            raise StartupError(
+                f"cannot listen for gRPC on {address}: the port is in use, or the address is not this host's"
+            )
         if self.settings.metrics_port:
-            prometheus_client.start_http_server(self.settings.metrics_port, addr=self.settings.host)
+            metrics_address = (self.settings.metrics_host or self.settings.host, self.settings.metrics_port)
+            try:
+                await self.metrics_server.start(*metrics_address)
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot serve metrics on {metrics_address[0]}:{metrics_address[1]}: {exc.strerror or exc}"
+                ) from None
         await self.server.start()
         log.info("listening", grpc_port=port, metrics_port=self.settings.metrics_port, version=version())
         self._loop = asyncio.get_running_loop()
@@ -167,6 +186,7 @@ class App:
         if self._loader is not None:
             self._loader.cancel()
         await asyncio.to_thread(self.engine.stop)
+        await self.metrics_server.stop()
         log.info("stopped")
         self._stopped.set()
 
@@ -200,7 +220,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         tls=credentials is not None,
         **{k: v for k, v in vars(settings).items() if k not in ("host",)},
     )
-    asyncio.run(serve(settings, keys, credentials))
+    try:
+        asyncio.run(serve(settings, keys, credentials))
+    except StartupError as exc:
+        print(f"hws-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from app import metrics
+from app import metrics, parsing
 from app.audio import MAX_RATE, MIN_RATE, Encoding
 from app.config import Settings
 from app.engine import Engine
@@ -75,12 +75,16 @@ class ServingState:
             return "a decode is stuck and the server is recovering; connect to another server"
         return None
 
-    @contextlib.contextmanager
-    def stream_slot(self) -> Iterator[None]:
-        """Admit one stream or raise StreamRefused; counts it while open."""
+    def check_ready(self) -> None:
+        """Raise StreamRefused(UNAVAILABLE) while streams are not accepted."""
         reason = self.not_ready_reason
         if reason is not None:
             raise StreamRefused(grpc.StatusCode.UNAVAILABLE, reason)
+
+    @contextlib.contextmanager
+    def stream_slot(self) -> Iterator[None]:
+        """Admit one stream or raise StreamRefused; counts it while open."""
+        self.check_ready()
         if self.active >= self.max_streams:
             raise StreamRefused(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -107,6 +111,16 @@ class StreamRefused(Exception):
         self.retry_after_s = retry_after_s
 
 
+SHOWN_CHARS = 40  # a client's string is echoed in statuses and logs up to this long
+
+
+def _shown(text: str) -> str:
+    """A client's string for a status message: quoted, and cut short when long."""
+    if len(text) <= SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
+
+
 def stream_params(
     config: pb.RecognitionConfig, settings: Settings, engine: Engine, *, interim: bool, events: bool
 ) -> StreamParams:
@@ -129,11 +143,12 @@ def stream_params(
 
         if language not in _LANGUAGE_CODES:
             raise invalid(
-                f"unknown language code {config.language!r}; use an ISO 639-1 code such as 'en', or leave it empty"
+                f"unknown language code {_shown(config.language)}; "
+                "use an ISO 639-1 code such as 'en', or leave it empty"
             )
         if not info.multilingual and language != "en":
             raise invalid(
-                f"the model {info.name} is English-only; language must be 'en' or empty, got {config.language!r}"
+                f"the model {info.name} is English-only; language must be 'en' or empty, got {_shown(config.language)}"
             )
     if len(config.initial_prompt) > settings.max_prompt_chars:
         raise invalid(
@@ -265,16 +280,25 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
         self, request_iterator: AsyncIterator[pb.StreamingTranscribeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamingTranscribeResponse]:
         async with rpc_scope(context) as stream_id:
-            with self._state.stream_slot():
-                requests = parsed(request_iterator)
-                config = await self._first_config(requests)
-                params = stream_params(
-                    config.recognition,
-                    self._settings,
-                    self._engine,
-                    interim=config.interim_results,
-                    events=config.speech_events,
+            self._state.check_ready()
+            # A stream takes a slot only once its config is valid: streams that send nothing cannot lock
+            # others out, and draining does not wait for them.
+            requests = parsed(request_iterator)
+            config = await self._first_config(requests)
+            params = stream_params(
+                config.recognition,
+                self._settings,
+                self._engine,
+                interim=config.interim_results,
+                events=config.speech_events,
+            )
+            offset = config.audio_offset_s
+            if not 0.0 <= offset <= MAX_AUDIO_OFFSET_S:  # also false for NaN
+                raise StreamRefused(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"audio_offset_s must be between 0 and {MAX_AUDIO_OFFSET_S:g}, got {offset}",
                 )
+            with self._state.stream_slot():
                 log.info(
                     "stream_started",
                     rate=params.sample_rate_hz,
@@ -282,12 +306,6 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
                     interim=params.interim_results,
                     audio_offset_s=config.audio_offset_s,
                 )
-                offset = config.audio_offset_s
-                if not 0.0 <= offset <= MAX_AUDIO_OFFSET_S:  # also false for NaN
-                    raise StreamRefused(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"audio_offset_s must be between 0 and {MAX_AUDIO_OFFSET_S:g}, got {offset}",
-                    )
                 session = Session(
                     stream_id,
                     params,
@@ -305,7 +323,7 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
                     log.info("stream_ended", audio_s=round(session.audio_seconds, 2))
 
     async def _first_config(self, requests: AsyncIterator[pb.StreamingTranscribeRequest]) -> pb.StreamingConfig:
-        timeout = self._settings.stream_idle_timeout_s
+        timeout = self._settings.config_timeout_s
         try:
             first = await asyncio.wait_for(anext(requests), timeout)
         except StopAsyncIteration:
@@ -359,19 +377,17 @@ async def _audio_chunks(requests: AsyncIterator[pb.StreamingTranscribeRequest]) 
 async def parsed(requests: AsyncIterator[_Request]) -> AsyncIterator[_Request]:
     """The client's messages; one that protobuf cannot parse ends the stream with INVALID_ARGUMENT.
 
-    grpc.aio raises the parse error from the request iterator; unhandled, it would end the reader
-    while the response side waits for it.
+    The parse error comes from the request iterator (app/parsing.py); unhandled, it would end the
+    reader while the response side waits for it.
     """
     iterator = aiter(requests)
     while True:
         try:
-            request = await anext(iterator)
+            request = parsing.check(await anext(iterator))
         except StopAsyncIteration:
             return
         except DecodeError:
-            raise StreamFailure(
-                FailureCode.INVALID_ARGUMENT, "a message could not be parsed as this method's request type"
-            ) from None
+            raise StreamFailure(FailureCode.INVALID_ARGUMENT, parsing.MESSAGE) from None
         yield request
 
 

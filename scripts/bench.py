@@ -8,10 +8,11 @@ One run measures, against `python -m app.server`:
 - corpus WER of the streamed finals (interim off and on) against offline faster-whisper on the same clips;
 - server CPU seconds per second of audio (interim off and on) against offline faster-whisper;
 - capacity: the largest number of concurrent real-time streams (interim on) the server keeps up with,
-  with batching off (--max-batch-size 1) and on, stepping N = 1, 2, 3, 4, 6, 8, ... to the first failure.
+  with batching off (--max-batch-size 1) and on, stepping N = 1, 2, 3, 4, 6, 8, ... to the first failure;
+- with --isolation, a real-time victim stream beside 1 and 4 abusive clients (scripts/bench_isolation.py).
 
 Prints a table and writes bench-results/bench-<timestamp>.json and bench-results/latest.json.
-Run: .venv/bin/python scripts/bench.py [--quick] [--skip-capacity] [--skip-offline] [--whisperlive]
+Run: .venv/bin/python scripts/bench.py [--quick] [--skip-capacity] [--skip-offline] [--whisperlive] [--isolation]
 """
 
 from __future__ import annotations
@@ -872,6 +873,16 @@ def report(result: dict[str, Any]) -> str:
             rows.append((f"capacity [{label}]", value, f"{shlex.join(cap['server_args'])}  ({steps})"))
     if "batching_ratio" in capacity:
         rows.append(("capacity ratio batching on/off", fmt(capacity["batching_ratio"]), ""))
+    for step in result.get("isolation", {}).get("steps", []):
+        latency = step["victim_final_latency_s"]
+        ended = ", ".join(f"{a['kind']}: {a['ended']}" for a in step["abusers"]) or "no abusers"
+        rows.append(
+            (
+                f"isolation: victim beside {'+'.join(step['abuser_kinds']) or 'nobody'}",
+                f"p50/p95 {fmt(latency['p50'])} / {fmt(latency['p95'])} s, ratio {fmt(step.get('p95_ratio_to_alone'))}",
+                f"victim errors {len(step['victim_errors'])}; abusers ended {ended}",
+            )
+        )
     wl = result.get("whisperlive")
     if wl and "error" in wl:
         rows.append(("WhisperLive", "error", wl["error"][:100]))
@@ -907,6 +918,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--offline-worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--real-recordings", type=int, default=0, help="only the N shortest real recordings (0: all)")
     parser.add_argument("--offline-real-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--isolation", action="store_true", help="also run scripts/bench_isolation.py (a victim beside abusers)"
+    )
+    parser.add_argument("--isolation-seconds", type=float, default=60.0, help="the victim's audio per isolation step")
     args = parser.parse_args(argv)
     RESULTS_DIR = args.results_dir
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the servers started here are stopped
@@ -1001,6 +1016,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["capacity"]["batching_ratio"] = ratio(
                 cap["batching_on"]["capacity"], cap["batching_off"]["capacity"]
             )
+
+    if args.isolation:
+        from scripts.bench_isolation import isolation_phase
+
+        print("isolation: a real-time victim beside abusive clients", file=sys.stderr)
+        result["isolation"] = isolation_phase(server_args, args.isolation_seconds)
 
     if args.whisperlive:
         print("WhisperLive", file=sys.stderr)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +17,20 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The real server process on the embedded model, shared by the end-to-end tests."""
-    process = ServerProcess(args=["--max-streams", "8", "--stream-idle-timeout-s", "3"]).start(
-        tmp_path_factory.mktemp("server")
-    )
+    args = ["--max-streams", "8", "--stream-idle-timeout-s", "3", "--config-timeout-s", "3"]
+    process = ServerProcess(args=args).start(tmp_path_factory.mktemp("server"))
     yield process
     process.stop()
+    # Whatever the suite threw at it, every line it logged is one JSON object (tracebacks included).
+    lines = process.log().splitlines()
+    assert lines and not [line for line in lines if not _is_json_object(line)], "non-JSON lines in the server log"
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 @pytest.fixture(scope="session")

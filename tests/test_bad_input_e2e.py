@@ -222,3 +222,70 @@ def test_unparseable_first_message_is_invalid_argument(server: ServerProcess) ->
     error = _raw_stream(server.address, STREAMING, [MALFORMED], release)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
     assert "could not be parsed" in error.details()
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/hws.transcriber.v1.Transcriber/Transcribe",
+        "/hws.transcriber.v1.Transcriber/Ready",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+    ],
+)
+def test_an_unparseable_unary_request_is_invalid_argument(server: ServerProcess, method: str) -> None:
+    with grpc.insecure_channel(server.address) as channel:
+        if method.endswith("Watch"):
+            call = channel.unary_stream(method, request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.RpcError) as info:
+                list(call(MALFORMED, timeout=20))
+        else:
+            call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            with pytest.raises(grpc.RpcError) as info:
+                call(MALFORMED, timeout=20)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert "could not be parsed" in info.value.details()
+
+
+def test_streams_that_send_no_config_hold_no_slot_and_no_drain(log_dir) -> None:
+    limited = ServerProcess(args=["--max-streams", "1", "--config-timeout-s", "4", "--grace-period-s", "30"])
+    limited.start(log_dir)
+    assert limited.process is not None
+    release = threading.Event()
+    try:
+        with grpc.insecure_channel(limited.address) as channel:
+            from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+
+            stub = pb_grpc.TranscriberStub(channel)
+            silent = [stub.StreamingTranscribe(_silent_after([], release), timeout=30) for _ in range(4)]
+            time.sleep(0.5)
+            # The one slot is free for a stream that sends its config.
+            assert "cloudy" in final_text(stream_clip(limited.address, "synth_weather.wav")).lower()
+            for call in silent:
+                with pytest.raises(grpc.RpcError) as info:
+                    list(call)
+                assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                assert "no config received within 4 s" in info.value.details()
+            # SIGTERM does not wait out the grace period for a stream that never sent a config.
+            waiting = stub.StreamingTranscribe(_silent_after([], release), timeout=60)
+            time.sleep(0.5)
+            started = time.monotonic()
+            limited.process.terminate()
+            limited.process.wait(timeout=25)
+            assert time.monotonic() - started < 25
+            with pytest.raises(grpc.RpcError):
+                list(waiting)
+    finally:
+        release.set()
+        limited.stop()
+
+
+def test_a_long_client_string_is_not_echoed_whole(server: ServerProcess) -> None:
+    config = streaming_config()
+    config.recognition.language = "x" * 100_000
+    expect_status(
+        server.address, [pb.StreamingTranscribeRequest(config=config)], grpc.StatusCode.INVALID_ARGUMENT, "language"
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stream(server.address, [pb.StreamingTranscribeRequest(config=config)], timeout=30)
+    assert len(info.value.details()) < 300 and "(100000 characters)" in info.value.details()

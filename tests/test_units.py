@@ -292,3 +292,51 @@ def test_recent_audio_holds_the_last_seconds_by_stream_position() -> None:
     assert recent.get(40_000, 40_501) is None  # not received yet
     recent.append(stream[:20_000])  # longer than the buffer
     assert np.array_equal(recent.get(60_500 - 16_000, 60_500), stream[4_000:20_000])
+
+
+def test_the_compat_arrival_clock_forgets_what_no_result_can_ask_for() -> None:
+    from app.compat import BYTES_PER_SECOND, _ArrivalClock
+
+    clock = _ArrivalClock()
+    for second in range(100_000):
+        clock.record(BYTES_PER_SECOND)  # one second of audio per message
+        if second % 10 == 9:
+            clock.forget_before(second - 5.0)  # a final up to 5 s ago
+    assert len(clock) < 100
+    assert clock.wall_time(99_998.5) > 0
+
+
+def test_the_stream_that_used_the_least_decode_time_is_served_first() -> None:
+    from app.engine import DecodeOptions, Engine, JobKind, ModelInfo
+
+    engine = Engine(Settings())
+    engine.info = ModelInfo("queues only", "", "cpu", "int8", False)  # no model and no workers: _next_batch by hand
+    audio, options = np.zeros(16_000, np.float32), DecodeOptions()
+
+    def next_job() -> tuple[str, JobKind]:
+        (job,) = engine._next_batch()
+        engine._done([job])
+        return job.stream_id, job.kind
+
+    engine._charge("flood", 20.0)  # a stream that kept the workers busy lately
+    for _ in range(2):
+        engine.submit("flood", JobKind.FINAL, audio, options)
+    engine.submit("captions", JobKind.PARTIAL, audio, options)
+    engine.submit("other", JobKind.PARTIAL, audio, options)
+    engine._charge("other", 1.0)
+    # A light stream's partials go before the flooding stream's finals, least recently served first.
+    assert next_job() == ("captions", JobKind.PARTIAL)
+    assert next_job() == ("other", JobKind.PARTIAL)
+    engine.submit("captions", JobKind.FINAL, audio, options)
+    engine.submit("other", JobKind.FINAL, audio, options)
+    # Finals: the least used stream first; the flooding stream's in their own order, last.
+    assert [next_job() for _ in range(4)] == [
+        ("captions", JobKind.FINAL),
+        ("other", JobKind.FINAL),
+        ("flood", JobKind.FINAL),
+        ("flood", JobKind.FINAL),
+    ]
+    # Among streams of similar use, a final goes before a partial.
+    engine.submit("other", JobKind.PARTIAL, audio, options)
+    engine.submit("captions", JobKind.FINAL, audio, options)
+    assert [next_job() for _ in range(2)] == [("captions", JobKind.FINAL), ("other", JobKind.PARTIAL)]

@@ -38,6 +38,7 @@ COUNTERS = {
     "hws_partials_dropped_total",
     "hws_stable_text_finals_total",
     "hws_final_flags_total",
+    "hws_speculative_finals_total",
 }
 GAUGES = {
     "hws_active_streams",

@@ -1,0 +1,113 @@
+"""Start-up on a port in use stops with one line and exit 2; metrics and health stand up to hostile callers."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.helpers import ROOT, ServerProcess, free_port
+
+SLOW_CONNECTIONS = 150  # past the endpoint's cap of 64 open requests
+
+
+def start_expecting_failure(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1", "--log-format", "json", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_a_grpc_port_in_use_is_one_line_and_exit_2(live_server: ServerProcess) -> None:
+    # gRPC sets SO_REUSEPORT by default, so a second server used to share the port silently.
+    reply = start_expecting_failure("--port", str(live_server.port), "--metrics-port", str(free_port()))
+    assert reply.returncode == 2, reply.stderr[-2000:]
+    assert "Traceback" not in reply.stderr
+    # The start-up log line, then the reason.
+    assert reply.stderr.strip().splitlines()[-1] == (
+        f"hws-server: cannot listen for gRPC on 127.0.0.1:{live_server.port}: the port is in use, "
+        "or the address is not this host's"
+    )
+
+
+def test_a_metrics_port_in_use_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        reply = start_expecting_failure("--port", str(free_port()), "--metrics-port", str(port))
+    assert reply.returncode == 2, reply.stderr[-2000:]
+    assert "Traceback" not in reply.stderr
+    last = reply.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"hws-server: cannot serve metrics on 127.0.0.1:{port}: ") and "in use" in last, last
+
+
+def threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+def test_slow_metrics_connections_cost_no_thread_and_do_not_keep_a_scrape_out(live_server: ServerProcess) -> None:
+    assert live_server.process is not None
+    pid = live_server.process.pid
+    before = threads(pid)
+    slow = []
+    try:
+        for _ in range(SLOW_CONNECTIONS):
+            conn = socket.create_connection(("127.0.0.1", live_server.metrics_port), timeout=10)
+            conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finished
+            slow.append(conn)
+        assert threads(pid) <= before + 2
+        scrape = urllib.request.urlopen(live_server.metrics_url, timeout=5).read().decode()
+        assert "hws_active_streams" in scrape
+        # Every slow connection is closed by the server: evicted by newer ones, or at its 5 s deadline.
+        deadline = time.monotonic() + 10
+        for conn in slow:
+            conn.settimeout(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ConnectionResetError):  # evicted: the server aborted it
+                assert conn.recv(1) == b""
+    finally:
+        for conn in slow:
+            conn.close()
+    assert threads(pid) <= before + 2
+    # Requests other than GET /metrics get an answer, not a hang.
+    with socket.create_connection(("127.0.0.1", live_server.metrics_port), timeout=5) as conn:
+        conn.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv(100).startswith(b"HTTP/1.1 405")
+    with socket.create_connection(("127.0.0.1", live_server.metrics_port), timeout=5) as conn:
+        conn.sendall(b"GET /" + b"x" * 10_000 + b" HTTP/1.1\r\n\r\n")  # past the 8 KiB request limit
+        with contextlib.suppress(ConnectionResetError):
+            assert conn.recv(100) == b""
+
+
+def test_health_is_bounded_for_callers_without_a_key(live_server: ServerProcess) -> None:
+    import grpc
+    import pytest
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]  # channels in one process share connections otherwise
+    with grpc.insecure_channel(live_server.address, own_connection) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Check(health_pb2.HealthCheckRequest(service="x" * 100_000), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "limit is 200" in info.value.details()
+        watches = [stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30) for _ in range(10)]
+        try:
+            assert all(next(w).status == health_pb2.HealthCheckResponse.SERVING for w in watches)
+            with pytest.raises(grpc.RpcError) as info:
+                next(stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "10 open health watches per connection" in info.value.details()
+            # Another connection may still watch.
+            with grpc.insecure_channel(live_server.address, own_connection) as other:
+                watch = health_pb2_grpc.HealthStub(other).Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
+                assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+                watch.cancel()
+        finally:
+            for watch in watches:
+                watch.cancel()
