@@ -7,10 +7,8 @@ import statistics
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from app.audio import TARGET_RATE
-from app.vad import Segmenter, SpeechEnd, VadParams
+from scripts.bench_isolation import expected_utterances  # the server's own segmenter, run here
 from tests.helpers import ServerProcess, chunked, clip_pcm16, finals, manifest, requests, stream, streaming_config
 
 STREAMS = 3  # what 2 cores sustain in real time with partials on (scripts/bench.py capacity)
@@ -27,14 +25,6 @@ def long_audio(index: int) -> bytes:
             pieces += [clip_pcm16(clip), b"\x00\x00" * TARGET_RATE]
             total += len(pieces[-2]) + len(pieces[-1])
     return b"".join(pieces)[: int(AUDIO_S * 32000)]
-
-
-def expected_utterances(pcm: bytes) -> list[str]:
-    """The utterance ids the server must finalise: the same pure segmenter, run here."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-    segmenter = Segmenter(VadParams())
-    events = segmenter.feed(samples) + segmenter.finish()
-    return [f"u{e.start * 1000 // TARGET_RATE}" for e in events if isinstance(e, SpeechEnd)]
 
 
 def rss_bytes(pid: int) -> int:
