@@ -2,12 +2,13 @@
 #
 # Hosted Whisper Streaming: GPU image.
 #
-# CUDA/cuDNN choice: CTranslate2 >= 4.5 (and so the pinned 4.8.x wheel) is built for
-# CUDA 12 + cuDNN 9 (release notes of 4.5.0: "now supports CUDNN 9 and is no longer
-# compatible with CUDNN 8"); the wheel dlopen()s libcublas.so.12. An image with cuDNN 8
-# fails with "libcudnn_ops_infer.so.8 missing"-style errors, so the base is the
-# CUDA 12.8 *cudnn* (= cuDNN 9) runtime image. The AL2023 ECS GPU AMI ships a
-# driver new enough for CUDA 12.8.
+# Base image: the pinned CTranslate2 wheel (4.8.5) loads, at run time, only libcublas.so.12,
+# libcuda.so.1 (the driver, injected by the NVIDIA runtime) and libnccl.so.2 (multi-GPU
+# only). The wheel is built without cuDNN (no cudnn name appears in it), so the base is
+# the plain CUDA 12 *runtime* image (cuBLAS and NCCL included), not the -cudnn- one,
+# about a gigabyte smaller. tests/infra/test_infra_dockerfile.py reads the libraries the
+# installed wheel names and checks this choice. The AL2023 ECS GPU AMI ships a driver new
+# enough for CUDA 12.8.
 #
 # Build:  docker build -t hws:dev .                      (serves the embedded tiny.en)
 #         docker build --build-arg MODEL=large-v3 -t hws:large-v3 .   (bakes large-v3)
@@ -15,7 +16,7 @@
 ############################
 # builder: Python + venv + (optional) model download. Has compilers; never shipped.
 ############################
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS builder
+FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04 AS builder
 
 ARG UV_VERSION=0.13.9
 ARG PYTHON_VERSION=3.11
@@ -55,9 +56,9 @@ RUN mkdir -p /opt/models \
        fi
 
 ############################
-# runtime: CUDA 12 + cuDNN 9 runtime libraries, no compilers, non-root.
+# runtime: CUDA 12 runtime libraries (cuBLAS), no compilers, non-root.
 ############################
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS runtime
+FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04 AS runtime
 
 ARG MODEL=""
 ARG VERSION=dev
@@ -67,7 +68,7 @@ LABEL org.opencontainers.image.title="hosted-whisper-streaming" \
       org.opencontainers.image.version="${VERSION}"
 
 # NVIDIA_DRIVER_CAPABILITIES=compute,utility: CUDA compute + nvidia-smi/NVML (GPU memory metric).
-# LD_LIBRARY_PATH: cuBLAS 12 lives in /usr/local/cuda/lib64, cuDNN 9 in /usr/lib/x86_64-linux-gnu,
+# LD_LIBRARY_PATH: cuBLAS 12 lives in /usr/local/cuda/lib64, NCCL in /usr/lib/x86_64-linux-gnu,
 # the driver's libcuda is injected under /usr/local/nvidia by the NVIDIA runtime.
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/lib/x86_64-linux-gnu:/usr/local/nvidia/lib:/usr/local/nvidia/lib64 \
