@@ -70,3 +70,18 @@ def test_prometheus_config_scrapes_server_and_loads_rules(infra_tool: Callable[.
     assert "hws:8000" in targets
     dash_provider = infra_tool("yaml", REPO_ROOT / "deploy/grafana/provisioning/dashboards/hws.yml")
     assert dash_provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_ports_published_on_loopback_only(compose: dict[str, Any]) -> None:
+    """Docker-published ports bypass host firewalls: plaintext gRPC, metrics and the UIs stay on 127.0.0.1."""
+    for name, service in compose["document"]["services"].items():
+        for port in service.get("ports", []):
+            host_ip = str(port).rsplit(":", 2)[0] if str(port).count(":") >= 2 else "0.0.0.0"
+            loopback = ("127.0.0.1", "${HWS_GRPC_BIND:-127.0.0.1}")
+            assert host_ip in loopback, f"{name}: {port} is published on every interface"
+
+
+def test_grafana_logs_to_console(compose: dict[str, Any]) -> None:
+    grafana = compose["document"]["services"]["grafana"]
+    assert grafana["read_only"] is True
+    assert grafana["environment"]["GF_LOG_MODE"] == "console", "a read-only Grafana cannot write its file log"
