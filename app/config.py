@@ -90,6 +90,10 @@ class Settings:
     tls_key: str = ""
     log_format: str = "auto"
     log_level: str = "info"
+    # Load as CloudWatch Embedded Metric Format lines on stdout (app/emf.py); 0: off
+    emf_interval_s: float = 0.0
+    emf_namespace: str = "HWS"
+    emf_service: str = "hws"
 
     def validate(self) -> Settings:
         _check(1 <= self.port <= 65535, "port", "must be 1-65535")
@@ -138,6 +142,13 @@ class Settings:
             "must be debug, info, warning or error",
         )
         _check(bool(self.model.strip()), "model", "must not be empty")
+        _check(0 <= self.emf_interval_s <= 3600, "emf_interval_s", "must be 0-3600 (0: off)")
+        _check(
+            0 < len(self.emf_namespace) <= 255 and not self.emf_namespace.startswith("AWS/"),
+            "emf_namespace",
+            "must be 1-255 characters, not starting with AWS/",
+        )
+        _check(0 < len(self.emf_service) <= 1024, "emf_service", "must be 1-1024 characters")
         return self
 
 
@@ -201,6 +212,9 @@ HELP = {
     "tls_key": "PEM private key for TLS on the server itself",
     "log_format": "auto (console on a TTY, JSON otherwise), json or console",
     "log_level": "debug, info, warning or error",
+    "emf_interval_s": "seconds between CloudWatch EMF load lines on stdout (0: off)",
+    "emf_namespace": "CloudWatch namespace of the EMF metrics",
+    "emf_service": "value of the Service dimension of the EMF metrics",
 }
 
 

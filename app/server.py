@@ -21,7 +21,7 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from app import logs, metrics
+from app import emf, logs, metrics
 from app.auth import ApiKeyInterceptor, api_keys
 from app.compat import add_compat_services
 from app.config import ConfigError, Settings, load_settings
@@ -84,6 +84,7 @@ class App:
         self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         self._stopped = asyncio.Event()
         self._loader: asyncio.Task[None] | None = None
+        self._emf: asyncio.Task[None] | None = None
         self.metrics_server = MetricsServer()
 
     async def _set_health(self, serving: bool) -> None:
@@ -128,6 +129,7 @@ class App:
         self._loop = asyncio.get_running_loop()
         self.engine.on_stall = self._engine_stalled
         self._loader = asyncio.create_task(self._load_model())
+        self._emf = emf.start(self.settings)
         return port
 
     def _engine_stalled(self, stalled: bool) -> None:
@@ -185,6 +187,8 @@ class App:
         await self.server.stop(grace=max(0.0, min(1.0, deadline - loop.time())))
         if self._loader is not None:
             self._loader.cancel()
+        if self._emf is not None:
+            self._emf.cancel()
         await asyncio.to_thread(self.engine.stop)
         await self.metrics_server.stop()
         log.info("stopped")
