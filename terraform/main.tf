@@ -12,22 +12,28 @@ locals {
   cluster_name   = var.name
   log_group_name = "/ecs/${var.name}"
   image          = var.image != null ? var.image : "${module.ecr.repository_url}:${var.image_tag}"
+  common_tags    = merge({ Project = "hosted-whisper-streaming", ManagedBy = "terraform" }, var.tags)
+  kms_key_arn    = var.create_kms_key ? aws_kms_key.this[0].arn : var.kms_key_arn
 }
 
 module "ecr" {
   source = "./modules/ecr"
 
-  name        = var.name
-  kms_key_arn = var.kms_key_arn
+  name         = var.name
+  kms_key_arn  = local.kms_key_arn
+  force_delete = var.ecr_force_delete
 }
 
 module "network" {
   source = "./modules/network"
 
-  name        = var.name
-  az_count    = var.az_count
-  egress_mode = var.egress_mode
-  kms_key_arn = var.kms_key_arn
+  name                     = var.name
+  az_count                 = var.az_count
+  availability_zones       = var.availability_zones
+  single_nat_gateway       = var.single_nat_gateway
+  egress_mode              = var.egress_mode
+  secrets_manager_endpoint = var.api_keys_secret_arn != null
+  kms_key_arn              = local.kms_key_arn
 }
 
 # Provider-free: container definition, user data and the derived timings
@@ -37,17 +43,19 @@ module "render" {
 
   api_keys_secret_arn = var.api_keys_secret_arn
 
-  name                = var.name
-  image               = local.image
-  model               = var.model
-  device              = "cuda"
-  compute_type        = var.compute_type
-  max_streams         = var.max_streams
-  grace_period_s      = var.grace_period_s
-  model_load_budget_s = var.model_load_budget_s
-  aws_region          = var.region
-  log_group_name      = local.log_group_name
-  cluster_name        = local.cluster_name
+  name                   = var.name
+  image                  = local.image
+  model                  = var.model
+  device                 = "cuda"
+  compute_type           = var.compute_type
+  max_streams            = var.max_streams
+  grace_period_s         = var.grace_period_s
+  deregistration_delay_s = var.deregistration_delay_s
+  emf_interval_s         = var.emf_interval_s
+  model_load_budget_s    = var.model_load_budget_s
+  aws_region             = var.region
+  log_group_name         = local.log_group_name
+  cluster_name           = local.cluster_name
 }
 
 module "gpu_cluster" {
@@ -58,11 +66,14 @@ module "gpu_cluster" {
   vpc_id             = module.network.vpc_id
   private_subnet_ids = module.network.private_subnet_ids
   instance_type      = var.instance_type
+  ami_id             = var.ami_id
   user_data_base64   = module.render.user_data_base64
-  ebs_kms_key_arn    = var.kms_key_arn
+  ebs_kms_key_arn    = local.kms_key_arn
   min_size           = var.min_tasks
   # One task per GPU instance, plus one spare for a rolling deployment (maximum 200%).
   max_size = var.max_tasks + 1
+  # default_tags do not reach instances and volumes the ASG launches: tag them explicitly.
+  tags = local.common_tags
 }
 
 module "alb" {
@@ -77,6 +88,7 @@ module "alb" {
   target_port                = module.render.grpc_port
   target_type                = "ip"
   idle_timeout_s             = 3600
+  client_keep_alive_s        = var.client_keep_alive_s
   deregistration_delay_s     = module.render.deregistration_delay_s
   enable_deletion_protection = var.enable_deletion_protection
   access_logs_bucket         = var.alb_access_logs_bucket
@@ -85,7 +97,8 @@ module "alb" {
 module "service" {
   source = "./modules/service"
 
-  api_keys_secret_arn = var.api_keys_secret_arn
+  api_keys_secret_arn         = var.api_keys_secret_arn
+  api_keys_secret_kms_key_arn = var.api_keys_secret_kms_key_arn
 
   name                        = var.name
   cluster_arn                 = module.gpu_cluster.cluster_arn
@@ -105,14 +118,33 @@ module "service" {
   health_check_grace_period_s = module.render.health_check_grace_period_s
   log_group_name              = local.log_group_name
   log_retention_days          = var.log_retention_days
-  log_kms_key_arn             = var.kms_key_arn
+  log_kms_key_arn             = local.kms_key_arn
   ecr_repository_arn          = module.ecr.repository_arn
   desired_count               = var.min_tasks
   min_count                   = var.min_tasks
   max_count                   = var.max_tasks
   requests_per_target         = var.requests_per_target
+  stream_utilization_target   = var.stream_utilization_target
+  metrics_namespace           = module.render.emf_namespace
+  metrics_service             = module.render.emf_service
 
-  # Destroy order: the service (and its tasks) go before the capacity provider
-  # association, the capacity provider, the ASG and the NAT/VPC.
-  depends_on = [module.gpu_cluster, module.network]
+  # Create and destroy order comes from the values above, not from a module-level depends_on
+  # (which would make every data source inside "known after apply" whenever, say, the AMI
+  # changes): capacity_provider_name depends on the cluster's capacity-provider association,
+  # private_subnet_ids on the NAT routes and VPC endpoints, target_group_arn on the listener.
+}
+
+module "alarms" {
+  source = "./modules/alarms"
+
+  name                      = var.name
+  alb_arn_suffix            = module.alb.alb_arn_suffix
+  target_group_arn_suffix   = module.alb.target_group_arn_suffix
+  cluster_name              = module.gpu_cluster.cluster_name
+  service_name              = module.service.service_name
+  metrics_namespace         = module.render.emf_namespace
+  metrics_service           = module.render.emf_service
+  alarm_topic_arn           = var.alarm_topic_arn
+  stream_utilization_alarm  = var.stream_utilization_alarm
+  final_latency_p95_alarm_s = var.final_latency_p95_alarm_s
 }

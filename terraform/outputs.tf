@@ -47,3 +47,23 @@ output "nat_public_ips" {
   description = "Egress IPs (for allow-lists upstream), empty without NAT."
   value       = module.network.nat_public_ips
 }
+
+output "kms_key_arn" {
+  description = "KMS key used for logs, ECR and EBS (created, given, or null)."
+  value       = local.kms_key_arn
+}
+
+output "kms_key_policy_statements_json" {
+  description = "Key policy statements a key of your own (kms_key_arn) needs: the Auto Scaling service-linked role (EBS) and the CloudWatch Logs service principal."
+  value       = data.aws_iam_policy_document.kms_services.json
+}
+
+output "deregistration_delay_s" {
+  description = "Seconds open streams keep flowing after ECS deregisters a task, before the ALB closes them and SIGTERM follows."
+  value       = module.render.deregistration_delay_s
+}
+
+output "alarm_arns" {
+  description = "CloudWatch alarms by purpose."
+  value       = module.alarms.alarm_arns
+}

@@ -13,6 +13,11 @@ variable "name" {
     condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.name))
     error_message = "name must be 2-20 lowercase letters, digits or '-', starting with a letter."
   }
+
+  validation {
+    condition     = !can(regex("^(ecs|aws|fargate)", var.name))
+    error_message = "name must not start with ecs, aws or fargate: the capacity provider is named <name>-gpu and AWS refuses those prefixes."
+  }
 }
 
 variable "domain_name" {
@@ -43,9 +48,19 @@ variable "instance_type" {
 }
 
 variable "image_tag" {
-  description = "Tag of the image in the project's ECR repository (tags are immutable: use a version or git SHA)."
+  description = "Tag of the image in the project's ECR repository: a version or git SHA. The repository's tags are IMMUTABLE, so there is no default (a moving tag such as latest cannot be pushed twice). Required unless image is set."
   type        = string
-  default     = "latest-release"
+  default     = null
+
+  validation {
+    condition     = var.image_tag != null || var.image != null
+    error_message = "Set image_tag (a version or git SHA pushed to the ECR repository) or image."
+  }
+
+  validation {
+    condition     = var.image_tag == null || !can(regex("^latest", coalesce(var.image_tag, "-")))
+    error_message = "image_tag must name one build (a version or git SHA), not a moving tag such as latest."
+  }
 }
 
 variable "image" {
@@ -73,9 +88,32 @@ variable "max_streams" {
 }
 
 variable "grace_period_s" {
-  description = "HWS_GRACE_PERIOD_S: drain time for open streams on stop. stopTimeout and the ALB deregistration delay are derived from it (<= 110 s: ECS on EC2 caps stopTimeout at 120 s)."
+  description = "HWS_GRACE_PERIOD_S: the server's drain after SIGTERM; stopTimeout is grace + 10 s. Behind the ALB, SIGTERM comes only after the deregistration delay (see deregistration_delay_s)."
   type        = number
   default     = 30
+}
+
+variable "deregistration_delay_s" {
+  description = "ALB deregistration delay. ECS stops a task behind the ALB in this order: deregister (no new streams), wait this long while open streams continue, the ALB closes what is left, then SIGTERM. Longer: fewer streams cut on a deploy or scale-in, slower deploys. A cut stream resumes from final_offset_s (hws-client, app.client.stream_resumable)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.deregistration_delay_s >= 0 && var.deregistration_delay_s <= 3600
+    error_message = "deregistration_delay_s must be between 0 and 3600 (the ALB maximum)."
+  }
+}
+
+variable "client_keep_alive_s" {
+  description = "ALB client keep-alive: the ALB closes a client connection, and every stream on it, this long after it opened (AWS default 3600 s, set here explicitly). Longer streams resume from final_offset_s."
+  type        = number
+  default     = 3600
+}
+
+variable "emf_interval_s" {
+  description = "Seconds between the server's CloudWatch EMF load lines (StreamUtilization, ActiveStreams, QueueDepth, FinalLatencyP95). 0 turns them off, and with them stream-based scaling and two alarms."
+  type        = number
+  default     = 15
 }
 
 variable "model_load_budget_s" {
@@ -96,6 +134,24 @@ variable "az_count" {
   default     = 2
 }
 
+variable "availability_zones" {
+  description = "Explicit AZ names (e.g. [\"us-east-1a\", \"us-east-1b\"]); empty = the first az_count available zones. Pin them where the GPU instance type is not offered in every zone."
+  type        = list(string)
+  default     = []
+}
+
+variable "single_nat_gateway" {
+  description = "One NAT gateway for all AZs (cheaper; an outage of its AZ cuts every AZ's egress) or, false, one per AZ."
+  type        = bool
+  default     = true
+}
+
+variable "ami_id" {
+  description = "Pin the GPU AMI (recommended in production). null = the recommended ECS GPU AMI from SSM, read at every plan; a new one is rolled out to the fleet by an instance refresh."
+  type        = string
+  default     = null
+}
+
 variable "min_tasks" {
   description = "Minimum number of tasks (GPUs)."
   type        = number
@@ -109,8 +165,32 @@ variable "max_tasks" {
 }
 
 variable "requests_per_target" {
-  description = "Optional ALBRequestCountPerTarget scaling target (streams started per minute per task). null = CPU tracking only."
+  description = "Optional extra ALBRequestCountPerTarget scaling target (streams started per minute per task). null = none."
   type        = number
+  default     = null
+}
+
+variable "stream_utilization_target" {
+  description = "Target average StreamUtilization (open streams / max_streams, 0-1) over the tasks: the service scales on it."
+  type        = number
+  default     = 0.7
+}
+
+variable "stream_utilization_alarm" {
+  description = "Alarm when the average StreamUtilization stays at or above this for 10 minutes."
+  type        = number
+  default     = 0.9
+}
+
+variable "final_latency_p95_alarm_s" {
+  description = "Alarm when the final-result latency p95 stays above this many seconds for 10 minutes."
+  type        = number
+  default     = 1.5
+}
+
+variable "alarm_topic_arn" {
+  description = "Optional SNS topic ARN for alarm and OK notifications; null = alarms only change state."
+  type        = string
   default     = null
 }
 
@@ -127,9 +207,21 @@ variable "log_retention_days" {
 }
 
 variable "kms_key_arn" {
-  description = "Optional customer-managed KMS key for logs, ECR and EBS (null = AWS-managed encryption)."
+  description = "Optional customer-managed KMS key of your own for logs, ECR and EBS (null = AWS-managed encryption). Its key policy must hold the statements in output kms_key_policy_statements_json."
   type        = string
   default     = null
+}
+
+variable "create_kms_key" {
+  description = "Create a customer-managed KMS key (rotation on) whose policy lets the Auto Scaling service-linked role and CloudWatch Logs use it, and use it instead of kms_key_arn."
+  type        = bool
+  default     = false
+}
+
+variable "ecr_force_delete" {
+  description = "Let `terraform destroy` delete the ECR repository while it still holds images. false (default) keeps released images safe; true for throw-away environments."
+  type        = bool
+  default     = false
 }
 
 variable "enable_deletion_protection" {
@@ -145,9 +237,15 @@ variable "alb_access_logs_bucket" {
 }
 
 variable "tags" {
-  description = "Extra tags on every resource."
+  description = "Extra tags on every resource, the GPU instances and their volumes included."
   type        = map(string)
   default     = {}
+}
+
+variable "api_keys_secret_kms_key_arn" {
+  description = "Customer-managed KMS key that encrypts the API keys secret (the execution role gets kms:Decrypt on it); null: the secret uses the AWS-managed key."
+  type        = string
+  default     = null
 }
 
 variable "api_keys_secret_arn" {

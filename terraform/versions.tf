@@ -1,21 +1,24 @@
 terraform {
-  required_version = ">= 1.7.0"
+  # 1.9: validations that refer to other variables (image / image_tag).
+  required_version = ">= 1.9.0"
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.70.0, < 7.0.0"
+      source = "hashicorp/aws"
+      # One major version. tests/infra checks every argument against the 6.69.1 schema.
+      version = "~> 6.69"
     }
   }
 
-  # Configure a remote backend (S3 + lockfile) per environment, e.g.:
-  # backend "s3" { bucket = "my-tf-state" key = "hws/terraform.tfstate" region = "us-east-1" use_lockfile = true }
+  # Remote state, as a partial configuration: the settings live in a file per environment
+  # (copy backend.hcl.example) and `terraform init -backend-config=backend.hcl` fills them in.
+  backend "s3" {}
 }
 
 provider "aws" {
   region = var.region
 
   default_tags {
-    tags = merge({ Project = "hosted-whisper-streaming", ManagedBy = "terraform" }, var.tags)
+    tags = local.common_tags
   }
 }

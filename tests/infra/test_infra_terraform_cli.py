@@ -20,7 +20,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = REPO_ROOT / "terraform"
-AWS_CONFIGS = ["", "modules/network", "modules/gpu_cluster", "modules/service", "modules/alb", "modules/ecr"]
+AWS_CONFIGS = ["", *(f"modules/{m}" for m in ["network", "gpu_cluster", "service", "alb", "ecr", "alarms"])]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 TERRAFORM_DIR = Path(__file__).resolve().parents[2] / "terraform"
-MODULES = ["network", "gpu_cluster", "service", "alb", "ecr", "render"]
+MODULES = ["network", "gpu_cluster", "service", "alb", "ecr", "render", "alarms"]
 MODULE_FILES = ["main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"]
 
 
@@ -117,16 +117,29 @@ def test_alb_idle_timeout_raised_and_destroyable(tf: Any) -> None:
         assert 300 <= int(value) <= 4000, "idle timeout must be raised well above 60 s (max 4000)"
 
 
-def test_deregistration_delay_covers_grace_period(tf: Any) -> None:
-    render_vars = tf.variables("modules/render")
-    grace = int(render_vars["grace_period_s"]["default"])
-    margin = int(render_vars["stop_margin_s"]["default"])
-    alb_default = int(tf.variables("modules/alb")["deregistration_delay_s"]["default"])
-    assert alb_default >= grace
-    # The root wires the rendered value (grace + margin) into the ALB.
+def test_deregistration_delay_is_its_own_setting_and_reaches_the_alb(tf: Any) -> None:
+    # ECS deregisters first and sends SIGTERM only after the delay: the delay, not the grace
+    # period, is what open streams get, so it is a setting of its own, not grace + margin.
+    root_vars = tf.variables("")
+    assert int(root_vars["deregistration_delay_s"]["default"]) >= 300
+    assert "3600" in str(root_vars["deregistration_delay_s"]["validation"])
+    assert tf.modules("")["render"]["deregistration_delay_s"] == "${var.deregistration_delay_s}"
     assert tf.modules("")["alb"]["deregistration_delay_s"] == "${module.render.deregistration_delay_s}"
-    assert "var.grace_period_s + var.stop_margin_s" in str(tf.parsed["modules/render/main.tf"]["locals"])
-    assert grace + margin <= 120, "stopTimeout on EC2 is capped at 120 s"
+    assert tf.resources("modules/alb")["aws_lb_target_group.grpc"]["deregistration_delay"] == (
+        "${var.deregistration_delay_s}"
+    )
+    assert "deregistration_delay_s" not in str(tf.parsed["modules/render/main.tf"]["locals"])
+    # The 120 s stopTimeout cap is Fargate's: no EC2 task here is limited to it.
+    assert int(tf.variables("modules/render")["grace_period_s"]["default"]) < int(
+        root_vars["deregistration_delay_s"]["default"]
+    )
+
+
+def test_client_keep_alive_is_set(tf: Any) -> None:
+    lb = tf.resources("modules/alb")["aws_lb.this"]
+    assert lb["client_keep_alive"] == "${var.client_keep_alive_s}"
+    assert tf.modules("")["alb"]["client_keep_alive_s"] == "${var.client_keep_alive_s}"
+    assert int(tf.variables("")["client_keep_alive_s"]["default"]) >= 3600
 
 
 def test_health_check_grace_sized_for_model_load(tf: Any) -> None:
@@ -158,13 +171,17 @@ def test_cluster_destroys_in_one_go(tf: Any) -> None:
     assert one(provider["managed_scaling"])["status"] == "ENABLED"
     assert asg["protect_from_scale_in"] is False, "must be consistent with managed termination protection"
     assert asg["force_delete"] is True
+    assert "aws_ecs_cluster.this" in str(asg["depends_on"]), "instances register with the cluster at boot"
     assert "aws_ecs_cluster_capacity_providers.this" in res
     out = tf.outputs("modules/gpu_cluster")["capacity_provider_name"]
     assert "aws_ecs_cluster_capacity_providers.this" in str(out.get("depends_on"))
     settings = one(res["aws_ecs_cluster.this"]["setting"])
     assert settings["name"] == "containerInsights"
     ecr = tf.resources("modules/ecr")["aws_ecr_repository.this"]
-    assert var_default(tf, "ecr", ecr["force_delete"]) is True
+    # Released images are not deleted by accident: opt in per environment.
+    assert var_default(tf, "ecr", ecr["force_delete"]) is False
+    assert tf.variables("")["ecr_force_delete"]["default"] is False
+    assert tf.modules("")["ecr"]["force_delete"] == "${var.ecr_force_delete}"
 
 
 def test_service_on_capacity_provider_with_circuit_breaker(tf: Any) -> None:
@@ -175,7 +192,7 @@ def test_service_on_capacity_provider_with_circuit_breaker(tf: Any) -> None:
     assert "capacity_provider_strategy" in service and "launch_type" not in service
     assert one(service["network_configuration"])["assign_public_ip"] is False
     assert "aws_appautoscaling_target.this" in res
-    assert "aws_appautoscaling_policy.cpu" in res
+    assert "aws_appautoscaling_policy.streams" in res
     ingress = res["aws_vpc_security_group_ingress_rule.grpc_from_alb"]
     assert ingress["referenced_security_group_id"] == "${var.alb_security_group_id}"
     assert "cidr_ipv4" not in ingress

@@ -59,6 +59,7 @@ resource "aws_lb" "this" {
   subnets                    = var.public_subnet_ids
   security_groups            = [aws_security_group.alb.id]
   idle_timeout               = var.idle_timeout_s
+  client_keep_alive          = var.client_keep_alive_s
   enable_deletion_protection = var.enable_deletion_protection
   drop_invalid_header_fields = true
   enable_http2               = true
@@ -79,12 +80,15 @@ resource "aws_lb" "this" {
 # protocol_version GRPC replaces the target group on change: name_prefix + create_before_destroy.
 resource "aws_lb_target_group" "grpc" {
   #checkov:skip=CKV_AWS_378:TLS ends at the ALB; targets are in private subnets and only the ALB security group can reach them. The server speaks plaintext gRPC (h2c).
-  name_prefix          = "hws-"
-  port                 = var.target_port
-  protocol             = "HTTP"
-  protocol_version     = "GRPC"
-  target_type          = var.target_type
-  vpc_id               = var.vpc_id
+  name_prefix      = "hws-"
+  port             = var.target_port
+  protocol         = "HTTP"
+  protocol_version = "GRPC"
+  target_type      = var.target_type
+  vpc_id           = var.vpc_id
+  # On a deploy, scale-in or instance drain ECS deregisters the target first: the ALB sends it
+  # no new streams, keeps the open ones for this long, then closes them; only then does ECS
+  # send SIGTERM. Streams still open at the end are cut (resumable clients carry on elsewhere).
   deregistration_delay = var.deregistration_delay_s
 
   health_check {

@@ -96,10 +96,21 @@ variable "idle_timeout_s" {
   }
 }
 
-variable "deregistration_delay_s" {
-  description = "Seconds a deregistering target keeps its open streams (>= HWS_GRACE_PERIOD_S)."
+variable "client_keep_alive_s" {
+  description = "ALB client keep-alive: the ALB closes a client connection this long after it opened, whatever its traffic (and so every stream on it). Set explicitly (the AWS default is 3600 s); streams that outlive it must resume (final_offset_s)."
   type        = number
-  default     = 40
+  default     = 3600
+
+  validation {
+    condition     = var.client_keep_alive_s >= 60 && var.client_keep_alive_s <= 604800
+    error_message = "client_keep_alive_s must be between 60 and 604800 (7 days)."
+  }
+}
+
+variable "deregistration_delay_s" {
+  description = "Seconds a deregistering target keeps its open streams before the ALB closes them. ECS waits this out before it sends SIGTERM, so it is what open streams get on a deploy or scale-in; a target with no open connection deregisters at once."
+  type        = number
+  default     = 300
 
   validation {
     condition     = var.deregistration_delay_s >= 0 && var.deregistration_delay_s <= 3600

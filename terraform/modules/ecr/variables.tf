@@ -22,9 +22,9 @@ variable "untagged_expiry_days" {
 }
 
 variable "force_delete" {
-  description = "Delete the repository even if it still holds images, so `terraform destroy` works in one go."
+  description = "Delete the repository even if it still holds images. false (default): `terraform destroy` stops at a repository with images, so released images are not lost by accident; set true for throw-away environments."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "tags" {

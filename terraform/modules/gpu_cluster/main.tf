@@ -174,10 +174,31 @@ resource "aws_autoscaling_group" "this" {
     }
   }
 
+  # A new launch template version (a new AMI from SSM, new user data) replaces the fleet
+  # instead of leaving old instances on the old AMI: launch first, then terminate; ECS
+  # managed draining moves each instance's tasks before the ASG terminates it.
+  dynamic "instance_refresh" {
+    for_each = var.instance_refresh ? [1] : []
+    content {
+      strategy = "Rolling"
+
+      preferences {
+        min_healthy_percentage = 100
+        max_healthy_percentage = 200
+        instance_warmup        = tostring(var.instance_warmup_period_s)
+        skip_matching          = true
+      }
+    }
+  }
+
   lifecycle {
     # ECS managed scaling owns desired_capacity.
     ignore_changes = [desired_capacity]
   }
+
+  # Instances register with ECS_CLUSTER at boot: the cluster must exist first (and is
+  # destroyed after the instances).
+  depends_on = [aws_ecs_cluster.this]
 }
 
 resource "aws_ecs_capacity_provider" "this" {

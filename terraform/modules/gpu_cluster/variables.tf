@@ -1,6 +1,11 @@
 variable "name" {
-  description = "Name prefix for cluster resources."
+  description = "Name prefix for cluster resources; the capacity provider is \"<name>-gpu\"."
   type        = string
+
+  validation {
+    condition     = !can(regex("(?i)^(ecs|aws|fargate)", var.name))
+    error_message = "name must not start with ecs, aws or fargate: AWS refuses capacity provider names with those prefixes."
+  }
 }
 
 variable "cluster_name" {
@@ -35,7 +40,7 @@ variable "instance_type" {
 }
 
 variable "ami_id" {
-  description = "Override the AMI. null = latest ECS-optimised Amazon Linux 2023 GPU AMI from SSM (new instances pick it up on scale-out)."
+  description = "Pin the AMI (recommended for production: AMI changes then happen only when you change this). null = the recommended ECS-optimised AL2023 GPU AMI read from SSM at every plan; a new one makes a new launch template version, which instance_refresh rolls out."
   type        = string
   default     = null
 }
@@ -49,6 +54,12 @@ variable "ami_ssm_parameter" {
 variable "user_data_base64" {
   description = "Base64 user data that writes /etc/ecs/ecs.config (rendered by the render module)."
   type        = string
+}
+
+variable "instance_refresh" {
+  description = "Roll the fleet onto each new launch template version (new AMI, new user data) with an ASG instance refresh (launch before terminate, ECS managed draining). false: only new instances get it, and the fleet runs mixed AMIs until you refresh it yourself."
+  type        = bool
+  default     = true
 }
 
 variable "root_volume_size_gb" {

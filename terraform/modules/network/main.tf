@@ -23,6 +23,9 @@ locals {
   use_nat       = contains(["nat_gateway", "both"], var.egress_mode)
   use_endpoints = contains(["vpc_endpoints", "both"], var.egress_mode)
   nat_count     = local.use_nat ? (var.single_nat_gateway ? 1 : var.az_count) : 0
+  # Tasks that read a Secrets Manager secret at start need its endpoint when there is no NAT
+  # (without it: ResourceInitializationError).
+  interface_services = toset(concat(var.interface_endpoint_services, var.secrets_manager_endpoint ? ["secretsmanager"] : []))
   # /20 subnets: public from index 0, private from index 8.
   public_cidrs  = [for i in range(var.az_count) : cidrsubnet(var.cidr_block, 4, i)]
   private_cidrs = [for i in range(var.az_count) : cidrsubnet(var.cidr_block, 4, i + 8)]
@@ -137,7 +140,7 @@ resource "aws_route_table_association" "private" {
 # S3 gateway endpoint is free: ECR image layers come from S3, so always create it.
 resource "aws_vpc_endpoint" "s3" {
   vpc_id            = aws_vpc.this.id
-  service_name      = "com.amazonaws.${data.aws_region.current.name}.s3"
+  service_name      = "com.amazonaws.${data.aws_region.current.region}.s3"
   vpc_endpoint_type = "Gateway"
   route_table_ids   = aws_route_table.private[*].id
 
@@ -170,10 +173,10 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
 }
 
 resource "aws_vpc_endpoint" "interface" {
-  for_each = local.use_endpoints ? toset(var.interface_endpoint_services) : toset([])
+  for_each = local.use_endpoints ? local.interface_services : toset([])
 
   vpc_id              = aws_vpc.this.id
-  service_name        = "com.amazonaws.${data.aws_region.current.name}.${each.value}"
+  service_name        = "com.amazonaws.${data.aws_region.current.region}.${each.value}"
   vpc_endpoint_type   = "Interface"
   private_dns_enabled = true
   subnet_ids          = aws_subnet.private[*].id

@@ -19,8 +19,9 @@ output "public_subnet_ids" {
 }
 
 output "private_subnet_ids" {
-  description = "Private subnet IDs (GPU instances and tasks)."
+  description = "Private subnet IDs (GPU instances and tasks). Depends on the egress (NAT routes, interface endpoints), so whatever runs in these subnets is created after it and destroyed before it, without a module-level depends_on."
   value       = aws_subnet.private[*].id
+  depends_on  = [aws_route_table_association.private, aws_route.private_nat, aws_vpc_endpoint.interface, aws_vpc_endpoint.s3]
 }
 
 output "private_route_table_ids" {

@@ -54,6 +54,12 @@ variable "interface_endpoint_services" {
   default     = ["ecr.api", "ecr.dkr", "logs", "ecs", "ecs-agent", "ecs-telemetry", "ssm", "ssmmessages", "ec2messages", "sts"]
 }
 
+variable "secrets_manager_endpoint" {
+  description = "Add a Secrets Manager interface endpoint when egress_mode includes vpc_endpoints (needed when the task reads its API keys from Secrets Manager)."
+  type        = bool
+  default     = false
+}
+
 variable "flow_logs_retention_days" {
   description = "Retention of the VPC flow log group in days."
   type        = number

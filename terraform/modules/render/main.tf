@@ -1,9 +1,12 @@
 # Pure rendering: the ECS container definition and the instance user data.
 # No resources, no data sources, no providers.
 
+# ECS order when a task behind the ALB stops (deploy, scale-in, instance drain): deregister
+# the target, wait out the deregistration delay (no new streams; open ones continue and are
+# closed by the ALB when it ends), then SIGTERM; the server drains for HWS_GRACE_PERIOD_S and
+# SIGKILL follows stopTimeout (grace + margin) after SIGTERM.
 locals {
-  stop_timeout_s         = var.grace_period_s + var.stop_margin_s
-  deregistration_delay_s = var.grace_period_s + var.stop_margin_s
+  stop_timeout_s = var.grace_period_s + var.stop_margin_s
 
   environment_map = merge(
     var.extra_environment,
@@ -18,6 +21,10 @@ locals {
       HWS_MAX_STREAMS     = tostring(var.max_streams)
       HWS_GRACE_PERIOD_S  = tostring(var.grace_period_s)
       HWS_MODEL_CACHE_DIR = "/var/cache/hws/models"
+      # Load as CloudWatch Embedded Metric Format lines on stdout (scaling and alarms).
+      HWS_EMF_INTERVAL_S = tostring(var.emf_interval_s)
+      HWS_EMF_NAMESPACE  = var.emf_namespace
+      HWS_EMF_SERVICE    = var.name
     },
     var.model == null ? {} : { HWS_MODEL = var.model },
   )

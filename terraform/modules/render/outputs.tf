@@ -34,13 +34,23 @@ output "grace_period_s" {
 }
 
 output "stop_timeout_s" {
-  description = "Container stopTimeout (grace + margin, <= 120 s on EC2)."
+  description = "Container stopTimeout: grace + margin after SIGTERM."
   value       = local.stop_timeout_s
 }
 
 output "deregistration_delay_s" {
-  description = "ALB target group deregistration delay (>= grace period) so open streams finish."
-  value       = local.deregistration_delay_s
+  description = "ALB target group deregistration delay: what open streams get before the ALB closes them and ECS sends SIGTERM."
+  value       = var.deregistration_delay_s
+}
+
+output "emf_namespace" {
+  description = "CloudWatch namespace of the EMF metrics."
+  value       = var.emf_namespace
+}
+
+output "emf_service" {
+  description = "Value of the Service dimension of the EMF metrics (the container name)."
+  value       = var.name
 }
 
 output "health_check_grace_period_s" {

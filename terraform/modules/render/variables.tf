@@ -60,18 +60,46 @@ variable "max_streams" {
 }
 
 variable "grace_period_s" {
-  description = "HWS_GRACE_PERIOD_S: seconds the server drains open streams after SIGTERM. ECS on EC2 caps stopTimeout at 120 s, and stopTimeout = grace + stop_margin_s, so grace must leave room for the margin."
+  description = "HWS_GRACE_PERIOD_S: seconds the server drains open streams after SIGTERM (stopTimeout = grace + stop_margin_s). Behind the ALB, SIGTERM comes after the deregistration delay, when the ALB has closed the open streams; the drain covers streams that reach the task directly. (The 120 s stopTimeout cap is Fargate's; EC2 has none.)"
   type        = number
   default     = 30
 
   validation {
-    condition     = var.grace_period_s >= 1 && var.grace_period_s <= 110
-    error_message = "grace_period_s must be between 1 and 110 (stopTimeout = grace + margin must stay <= 120 s on EC2)."
+    condition     = var.grace_period_s >= 1 && var.grace_period_s <= 600
+    error_message = "grace_period_s must be between 1 and 600."
   }
 }
 
+variable "deregistration_delay_s" {
+  description = "ALB deregistration delay: open streams keep flowing this long after ECS deregisters the task, then the ALB closes them and ECS sends SIGTERM."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.deregistration_delay_s >= 0 && var.deregistration_delay_s <= 3600
+    error_message = "deregistration_delay_s must be between 0 and 3600 (the ALB maximum)."
+  }
+}
+
+variable "emf_interval_s" {
+  description = "HWS_EMF_INTERVAL_S: seconds between two CloudWatch EMF load lines on stdout (0 turns them off, and with them stream-based scaling and alarms)."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.emf_interval_s >= 0 && var.emf_interval_s <= 300
+    error_message = "emf_interval_s must be between 0 and 300."
+  }
+}
+
+variable "emf_namespace" {
+  description = "HWS_EMF_NAMESPACE: CloudWatch namespace of the EMF metrics."
+  type        = string
+  default     = "HWS"
+}
+
 variable "stop_margin_s" {
-  description = "Seconds added to the grace period for stopTimeout (and the ALB deregistration delay) so the process exits on its own before SIGKILL."
+  description = "Seconds added to the grace period for stopTimeout so the process exits on its own before SIGKILL."
   type        = number
   default     = 10
 

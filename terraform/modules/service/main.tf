@@ -1,7 +1,5 @@
 # ECS service for the HWS server on the GPU capacity provider.
 
-data "aws_region" "current" {}
-
 data "aws_caller_identity" "current" {}
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -66,6 +64,16 @@ data "aws_iam_policy_document" "execution" {
     content {
       sid       = "ApiKeysSecret"
       actions   = ["secretsmanager:GetSecretValue"]
+      resources = [statement.value]
+    }
+  }
+
+  # A secret encrypted with a customer-managed key: GetSecretValue also needs kms:Decrypt on that key.
+  dynamic "statement" {
+    for_each = var.api_keys_secret_kms_key_arn == null ? [] : [var.api_keys_secret_kms_key_arn]
+    content {
+      sid       = "ApiKeysSecretKey"
+      actions   = ["kms:Decrypt"]
       resources = [statement.value]
     }
   }
@@ -214,7 +222,39 @@ resource "aws_appautoscaling_target" "this" {
   max_capacity       = var.max_count
 }
 
+# Scale on stream load: each task publishes StreamUtilization (open streams / HWS_MAX_STREAMS)
+# as CloudWatch Embedded Metric Format lines on stdout, which the awslogs driver ships; the
+# average over the service's tasks is kept near stream_utilization_target. A stream is one
+# long request and the GPU, not the CPU, is the bottleneck, so neither CPU nor request count
+# tells how full a task is.
+resource "aws_appautoscaling_policy" "streams" {
+  name               = "${var.name}-stream-utilization"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.this.service_namespace
+  scalable_dimension = aws_appautoscaling_target.this.scalable_dimension
+  resource_id        = aws_appautoscaling_target.this.resource_id
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = var.stream_utilization_target
+    scale_in_cooldown  = var.scale_in_cooldown_s
+    scale_out_cooldown = var.scale_out_cooldown_s
+
+    customized_metric_specification {
+      metric_name = "StreamUtilization"
+      namespace   = var.metrics_namespace
+      statistic   = "Average"
+
+      dimensions {
+        name  = "Service"
+        value = var.metrics_service
+      }
+    }
+  }
+}
+
 resource "aws_appautoscaling_policy" "cpu" {
+  count = var.cpu_target_percent == null ? 0 : 1
+
   name               = "${var.name}-cpu"
   policy_type        = "TargetTrackingScaling"
   service_namespace  = aws_appautoscaling_target.this.service_namespace

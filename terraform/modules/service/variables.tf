@@ -127,14 +127,36 @@ variable "max_count" {
   default     = 3
 }
 
-variable "cpu_target_percent" {
-  description = "Target average CPU utilisation for target tracking."
+variable "stream_utilization_target" {
+  description = "Target average StreamUtilization (open streams / HWS_MAX_STREAMS, 0-1) over the service's tasks for target tracking."
   type        = number
-  default     = 60
+  default     = 0.7
+
+  validation {
+    condition     = var.stream_utilization_target > 0 && var.stream_utilization_target < 1
+    error_message = "stream_utilization_target must be between 0 and 1 (exclusive): at 1 new streams are already refused."
+  }
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the server's EMF metrics (HWS_EMF_NAMESPACE)."
+  type        = string
+  default     = "HWS"
+}
+
+variable "metrics_service" {
+  description = "Value of the Service dimension of the server's EMF metrics (HWS_EMF_SERVICE)."
+  type        = string
+}
+
+variable "cpu_target_percent" {
+  description = "Optional second target-tracking policy on average CPU (percent); null = none (CPU does not measure stream load)."
+  type        = number
+  default     = null
 }
 
 variable "requests_per_target" {
-  description = "Optional ALBRequestCountPerTarget target (requests per minute per task; for gRPC every stream is one request). null = CPU tracking only."
+  description = "Optional ALBRequestCountPerTarget target (requests per minute per task; for gRPC every stream is one request). null = none."
   type        = number
   default     = null
 }
@@ -155,6 +177,12 @@ variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "api_keys_secret_kms_key_arn" {
+  description = "Customer-managed KMS key that encrypts the API keys secret: the execution role gets kms:Decrypt on it. null: the secret uses the AWS-managed key."
+  type        = string
+  default     = null
 }
 
 variable "api_keys_secret_arn" {

@@ -21,8 +21,8 @@ run "defaults" {
   }
 
   assert {
-    condition     = output.stop_timeout_s > output.grace_period_s && output.stop_timeout_s <= 120
-    error_message = "stopTimeout must exceed the grace period and stay within the EC2 maximum of 120 s."
+    condition     = output.stop_timeout_s > output.grace_period_s
+    error_message = "stopTimeout must exceed the grace period."
   }
 
   assert {
@@ -31,8 +31,13 @@ run "defaults" {
   }
 
   assert {
-    condition     = output.deregistration_delay_s >= output.grace_period_s
-    error_message = "The ALB deregistration delay must cover the grace period."
+    condition     = output.deregistration_delay_s == 300
+    error_message = "The ALB deregistration delay is its own setting (300 s by default), not derived from the grace period."
+  }
+
+  assert {
+    condition     = output.environment["HWS_EMF_INTERVAL_S"] == "15" && output.environment["HWS_EMF_NAMESPACE"] == "HWS" && output.environment["HWS_EMF_SERVICE"] == "hws"
+    error_message = "The task definition must turn the EMF load lines on, in the namespace and with the Service dimension the scaling policy reads."
   }
 
   assert {
@@ -80,9 +85,10 @@ run "model_override_and_long_grace" {
   command = plan
 
   variables {
-    model          = "/opt/models/large-v3"
-    grace_period_s = 100
-    max_streams    = 8
+    model                  = "/opt/models/large-v3"
+    grace_period_s         = 100
+    deregistration_delay_s = 900
+    max_streams            = 8
     extra_environment = {
       HWS_GRACE_PERIOD_S = "1"
       EXTRA              = "x"
@@ -100,8 +106,8 @@ run "model_override_and_long_grace" {
   }
 
   assert {
-    condition     = output.stop_timeout_s == 110 && output.deregistration_delay_s == 110
-    error_message = "stop timeout and deregistration delay follow the grace period."
+    condition     = output.stop_timeout_s == 110 && output.deregistration_delay_s == 900
+    error_message = "stopTimeout follows the grace period; the deregistration delay is set on its own."
   }
 
   assert {
@@ -110,14 +116,24 @@ run "model_override_and_long_grace" {
   }
 }
 
-run "grace_period_above_ec2_stop_timeout_is_rejected" {
+run "grace_period_above_limit_is_rejected" {
   command = plan
 
   variables {
-    grace_period_s = 115
+    grace_period_s = 601
   }
 
   expect_failures = [var.grace_period_s]
+}
+
+run "deregistration_delay_above_alb_maximum_is_rejected" {
+  command = plan
+
+  variables {
+    deregistration_delay_s = 3601
+  }
+
+  expect_failures = [var.deregistration_delay_s]
 }
 
 run "zero_gpus_is_rejected" {

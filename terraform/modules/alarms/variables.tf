@@ -1,0 +1,92 @@
+variable "name" {
+  description = "Prefix of the alarm names."
+  type        = string
+}
+
+variable "alb_arn_suffix" {
+  description = "ALB ARN suffix (CloudWatch LoadBalancer dimension)."
+  type        = string
+}
+
+variable "target_group_arn_suffix" {
+  description = "Target group ARN suffix (CloudWatch TargetGroup dimension)."
+  type        = string
+}
+
+variable "cluster_name" {
+  description = "ECS cluster name (Container Insights ClusterName dimension)."
+  type        = string
+}
+
+variable "service_name" {
+  description = "ECS service name (Container Insights ServiceName dimension)."
+  type        = string
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the server's EMF metrics (HWS_EMF_NAMESPACE)."
+  type        = string
+  default     = "HWS"
+}
+
+variable "metrics_service" {
+  description = "Service dimension of the server's EMF metrics (HWS_EMF_SERVICE)."
+  type        = string
+}
+
+variable "alarm_topic_arn" {
+  description = "Optional SNS topic for alarm and OK notifications; null: the alarms only change state."
+  type        = string
+  default     = null
+}
+
+variable "unhealthy_minutes" {
+  description = "Minutes a target must stay unhealthy before the alarm fires (longer than a model load)."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.unhealthy_minutes >= 1 && var.unhealthy_minutes <= 60
+    error_message = "unhealthy_minutes must be between 1 and 60."
+  }
+}
+
+variable "below_desired_minutes" {
+  description = "Minutes running tasks may stay below desired before the alarm fires (a new GPU instance and a model load take several)."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.below_desired_minutes >= 1 && var.below_desired_minutes <= 60
+    error_message = "below_desired_minutes must be between 1 and 60."
+  }
+}
+
+variable "alb_5xx_threshold" {
+  description = "ALB-generated 5xx responses per 5 minutes above which the alarm fires."
+  type        = number
+  default     = 5
+}
+
+variable "stream_utilization_alarm" {
+  description = "Average StreamUtilization (0-1) at or above which, for 10 minutes, the alarm fires."
+  type        = number
+  default     = 0.9
+
+  validation {
+    condition     = var.stream_utilization_alarm > 0 && var.stream_utilization_alarm <= 1
+    error_message = "stream_utilization_alarm must be in (0, 1]."
+  }
+}
+
+variable "final_latency_p95_alarm_s" {
+  description = "Final-result latency p95 in seconds above which, for 10 minutes, the alarm fires."
+  type        = number
+  default     = 1.5
+}
+
+variable "tags" {
+  description = "Tags added to every alarm."
+  type        = map(string)
+  default     = {}
+}
