@@ -4,6 +4,7 @@ The infra tests themselves only need the standard library, so they run in any ve
 (the project's .venv included) and call this script for the parsing work:
 
     .venv-infra/bin/python tests/infra/infra_tool.py hcl terraform
+    .venv-infra/bin/python tests/infra/infra_tool.py hcl-blocks terraform   (blocks marked "__is_block__")
     .venv-infra/bin/python tests/infra/infra_tool.py yaml deploy/prometheus/alerts.yml
     .venv-infra/bin/python tests/infra/infra_tool.py compose docker-compose.gpu.yml SCHEMA
     .venv-infra/bin/python tests/infra/infra_tool.py terraform DIR fmt -check -recursive
@@ -31,16 +32,18 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def dump_hcl(root: Path) -> dict[str, Any]:
+def dump_hcl(root: Path, explicit_blocks: bool = False) -> dict[str, Any]:
+    """Every .tf file under root; explicit_blocks keeps python-hcl2's "__is_block__" marks (blocks vs values)."""
     import hcl2
 
-    options = hcl2.SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+    options = hcl2.SerializationOptions(with_comments=False, explicit_blocks=explicit_blocks, strip_string_quotes=True)
     out: dict[str, Any] = {}
     for path in sorted(root.rglob("*.tf")):
         if ".terraform" in path.parts:
             continue
         with path.open(encoding="utf-8") as handle:
-            out[path.relative_to(root).as_posix()] = _clean(hcl2.load(handle, serialization_options=options))
+            parsed = hcl2.load(handle, serialization_options=options)
+        out[path.relative_to(root).as_posix()] = parsed if explicit_blocks else _clean(parsed)
     return out
 
 
@@ -105,6 +108,8 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "hcl":
         result: Any = dump_hcl(args[0])
+    elif command == "hcl-blocks":
+        result = dump_hcl(args[0], explicit_blocks=True)
     elif command == "yaml":
         result = load_yaml(args[0])
     elif command == "compose" and len(args) == 2:
