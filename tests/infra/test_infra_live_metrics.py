@@ -5,7 +5,10 @@ on (`--emf-interval-s`), its stdout and stderr kept apart; two clients stream re
 at real-time pace and one sends a bad request. Then:
 - every stdout line is an EMF document valid against tests/infra/schemas/emf.schema.json,
   plus the rules the schema cannot say, and the lines follow the load;
-- the Terraform scaling policy and alarms read the metric names and dimension the server writes.
+- the Terraform scaling policy and alarms read the metric names and dimension the server writes;
+- a real Prometheus (Debian package `prometheus`) scraped the server every second through the
+  load with deploy/prometheus/alerts.yml loaded: every Grafana panel query and every alert
+  expression returns a series through its HTTP API, and every rule evaluates without error.
 """
 
 from __future__ import annotations
@@ -26,9 +29,16 @@ import pytest
 
 from app import emf
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from tests.helpers import ROOT, ServerProcess, stream, stream_clip, streaming_config
+from tests.helpers import ROOT, ServerProcess, free_port, stream, stream_clip, streaming_config
+from tests.infra.conftest import missing_tool
+from tests.infra.promql import Prometheus, with_bool
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "emf.schema.json"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "hws.json"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+JOB = "hws"  # the job name the dashboard's $job and the alert rules select
+# Exported only where NVML sees a GPU; these machines have none.
+GPU_ONLY = {"hws_gpu_memory_used_bytes"}
 EMF_INTERVAL_S = 0.5
 MAX_STREAMS = 4
 CLIPS = ["synth_weather.wav", "synth_meeting.wav"]  # 5.4 s and 6.1 s of speech
@@ -56,6 +66,7 @@ class SplitServer(ServerProcess):
 @dataclass
 class LoadRun:
     server: SplitServer
+    prometheus: Prometheus | None
     started: float
     finished: float
     errors: list[BaseException]
@@ -89,14 +100,23 @@ def real_time_load(address: str) -> list[BaseException]:
 @pytest.fixture(scope="module")
 def load_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadRun]:
     args = ["--emf-interval-s", str(EMF_INTERVAL_S), "--max-streams", str(MAX_STREAMS), "--emf-service", "hws-test"]
-    server = SplitServer(args=args).start(tmp_path_factory.mktemp("live"))
+    workdir = tmp_path_factory.mktemp("live")
+    server = SplitServer(args=args).start(workdir)
+    binary = Prometheus.find()
+    prometheus = None
     try:
+        if binary is not None:
+            rules = [ALERTS]
+            prometheus = Prometheus(binary, free_port()).start(workdir, JOB, f"127.0.0.1:{server.metrics_port}", rules)
         started = time.time()
         errors = real_time_load(server.address)
         finished = time.time()
-        time.sleep(2 * EMF_INTERVAL_S)  # a line after the load, with the last finals counted
-        yield LoadRun(server, started, finished, errors)
+        # A few more EMF lines and scrapes (1 s) after the load: the last finals and errors counted, rules evaluated.
+        time.sleep(3.0)
+        yield LoadRun(server, prometheus, started, finished, errors)
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         server.stop()
 
 
@@ -179,3 +199,61 @@ def test_alarms_cover_the_load_balancer_ecs_and_the_server(tf: Any) -> None:
         assert alarm["alarm_actions"] == "${local.actions}" and alarm["ok_actions"] == "${local.actions}", name
     assert tf.variables("modules/alarms")["alarm_topic_arn"]["default"] is None
     assert tf.modules("")["alarms"]["alarm_topic_arn"] == "${var.alarm_topic_arn}"
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+@pytest.fixture(scope="module")
+def prometheus(load_run: LoadRun) -> Prometheus:
+    if load_run.prometheus is None:
+        missing_tool("the prometheus server (Debian package prometheus)")
+    assert load_run.prometheus is not None
+    return load_run.prometheus
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    return [(panel["title"], target["expr"]) for panel in panels for target in panel.get("targets", [])]
+
+
+def as_grafana_runs_it(expr: str) -> str:
+    return expr.replace("$__rate_interval", "1m").replace("$job", JOB)
+
+
+def test_with_bool_rewrites_only_the_top_level_comparison() -> None:
+    assert with_bool('up{job="hws"} == 0') == 'up{job="hws"} == bool 0'
+    assert with_bool("(sum(x) or vector(0)) < 1") == "(sum(x) or vector(0)) < bool 1"
+    assert with_bool('max by (k) (q{a!~"b|c", d="e"}) >= 14') == 'max by (k) (q{a!~"b|c", d="e"}) >= bool 14'
+    assert with_bool("a / clamp_min(b > 0, 1)") == "a / clamp_min(b > 0, 1)"
+    assert with_bool("a > bool 1") == "a > bool 1"
+
+
+def test_prometheus_scraped_the_server(prometheus: Prometheus) -> None:
+    (up,) = prometheus.query(f'up{{job="{JOB}"}}')
+    assert up["value"][1] == "1"
+    jobs = prometheus.api("label/job/values", **{"match[]": "hws_ready"})
+    assert JOB in jobs, "the dashboard's $job variable (label_values(hws_ready, job)) would be empty"
+
+
+@pytest.mark.parametrize(("title", "expr"), dashboard_queries(), ids=[t for t, _ in dashboard_queries()])
+def test_dashboard_query_returns_a_series(prometheus: Prometheus, title: str, expr: str) -> None:
+    gpu = sorted(name for name in GPU_ONLY if name in expr)
+    if gpu:
+        pytest.skip(f"GPU-only series {gpu}: exported only where NVML sees a GPU, and this machine has none")
+    result = prometheus.query(as_grafana_runs_it(expr))
+    assert result, f"{title}: {expr} returned no series"
+
+
+def test_alert_rules_evaluate_and_their_expressions_return_series(prometheus: Prometheus) -> None:
+    groups = prometheus.api("rules")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) >= 9 and {g["file"] for g in groups} == {str(ALERTS)}
+    empty = []
+    for rule in rules:
+        assert rule["health"] == "ok", (rule["name"], rule.get("lastError"))
+        if any(name in rule["query"] for name in GPU_ONLY):
+            continue
+        if not prometheus.query(with_bool(rule["query"])):
+            empty.append(f"{rule['name']}: {rule['query']}")
+    assert not empty, "alert expressions without data:\n" + "\n".join(empty)
