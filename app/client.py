@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import queue
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -149,7 +150,7 @@ class Recorder:
             code = self.process.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
             return None
-        if code == 0:
+        if code in (0, -signal.SIGTERM):  # done, or stopped by the client
             return None
         self.errors.seek(0)
         lines = self.errors.read().decode(errors="replace").strip().splitlines()

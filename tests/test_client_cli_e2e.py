@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,17 +141,16 @@ def test_a_second_ctrl_c_aborts_and_leaves_the_earlier_file(server: ServerProces
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.srt"]  # no temporary file left
 
 
-def partial_decodes(server: ServerProcess) -> float:
-    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
-    found = re.search(r'^hws_decode_seconds_count\{kind="partial"\} (\S+)$', text, re.M)
-    return float(found.group(1)) if found else 0.0
+def streams_started(server: ServerProcess) -> list[dict]:
+    events = [json.loads(line) for line in server.log().splitlines()]
+    return [event for event in events if event["event"] == "stream_started"]
 
 
 def test_fast_shows_progress_asks_for_finals_only_and_keeps_memory_flat(server: ServerProcess, tmp_path: Path) -> None:
-    before = partial_decodes(server)
+    before = len(streams_started(server))
     output, status = finish(spawn(JFK, "--addr", server.address, "--fast", "-o", str(tmp_path / "fast.jsonl")))
     assert status == 0, output
-    assert partial_decodes(server) == before  # finals only
+    assert [stream["interim"] for stream in streams_started(server)[before:]] == [False]  # finals only
     assert re.search(r"transcribed 0:\d\d of 0:11 \(\d+ %\)", output), output
     finals = [shown(result) for result in jsonl(tmp_path / "fast.jsonl")]
     assert screen_rows(output, 80) == wrapped(finals, 80)  # the progress line is gone
@@ -281,10 +279,13 @@ def test_every_mistake_is_one_line_and_a_documented_status(
 
 def test_a_server_that_is_not_there_fails_at_once(tmp_path: Path) -> None:
     port = free_port()
-    reply = cli(JFK, "--addr", f"127.0.0.1:{port}", "-o", str(tmp_path / "x.txt"))
+    earlier = tmp_path / "x.vtt"
+    earlier.write_text("WEBVTT\n\n00:00.000 --> 00:01.000\nearlier\n\n")
+    reply = cli(JFK, "--addr", f"127.0.0.1:{port}", "-o", str(earlier))
     assert reply.returncode == 1
     assert reply.stderr == f"hws-client: cannot connect to 127.0.0.1:{port}: is the server running there?\n"
-    assert "resuming" not in reply.stderr and not list(tmp_path.iterdir())
+    assert earlier.read_text() == "WEBVTT\n\n00:00.000 --> 00:01.000\nearlier\n\n"  # not truncated
+    assert list(tmp_path.iterdir()) == [earlier]
     # Without a port, the default gRPC port (gRPC alone would dial 443).
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 50051)) == 0:
