@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO := proto/hws/transcriber/v1/transcriber.proto proto/compat/audio_transcriber.proto
 EVAL ?= ../shared/eval
+ARGS ?=
+DEMO_PORT ?= 50071
 
 .PHONY: install infra-tools run test infra-test lint format proto demo bench whisperlive clean
 
@@ -21,8 +23,9 @@ infra-tools:
 	scripts/infra_tools.sh
 
 ## Run the server on the embedded tiny.en model (CPU unless CTranslate2 sees a GPU), gRPC :50051, metrics :8000.
+## Flags through ARGS: make run ARGS="--port 50061 --metrics-port 8001".
 run: $(STAMP)
-	$(BIN)/hws-server
+	$(BIN)/hws-server $(ARGS)
 
 ## Lint, then the whole suite: unit, end-to-end against the real server and model, and static checks.
 test: $(STAMP) infra-tools
@@ -46,9 +49,9 @@ format: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iapp/gen=proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO)
 
-## Start a server, stream a clip from the eval set at real-time pace, show partials and finals.
+## Start a server on DEMO_PORT (50071), stream a clip from the eval set at real-time pace, show partials and finals.
 demo: $(STAMP)
-	scripts/demo.sh $(EVAL)/synth_dialogue_clean.wav
+	DEMO_PORT=$(DEMO_PORT) scripts/demo.sh $(EVAL)/synth_dialogue_clean.wav
 
 ## Benchmark against the real server and model (about 14 min on 2 cores; BENCH_ARGS="--whisperlive" adds WhisperLive).
 bench: $(STAMP)

@@ -1,29 +1,39 @@
 """Client library: audio sources and a streaming call to the Transcriber service.
 
 Sources yield LINEAR16 chunks at a known rate: a file (any format PyAV
-decodes, through faster-whisper's decoder, resampled to 16 kHz mono), raw PCM
-from a binary stream such as stdin, or the microphone through SoX `rec`.
+decodes, decoded block by block and resampled to 16 kHz mono, so memory stays
+flat however long the file), raw PCM from a binary stream such as stdin, or the
+microphone through SoX `rec`. `Feed` reads a source on its own thread, so a
+stream can be stopped at once even while the source blocks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import queue
 import shutil
+import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 import grpc
-import numpy as np
 
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 from app.tls import channel_credentials
 
 DEFAULT_CHUNK_MS = 100
+DEFAULT_PORT = 50051
+
+
+class SourceError(ValueError):
+    """An input that cannot be streamed (not audio, no audio stream, no `rec`); the message says why."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +42,7 @@ class AudioSource:
     sample_rate_hz: int
     encoding: int = pb.LINEAR16
     channels: int = 1
+    duration_s: float | None = None  # when the container says
 
     @property
     def frame_bytes(self) -> int:
@@ -60,16 +71,44 @@ def _paced(chunks: Iterable[bytes], seconds_per_chunk: Iterable[float]) -> Itera
 
 
 def file_source(path: str | Path, realtime: bool = True, chunk_ms: int = DEFAULT_CHUNK_MS) -> AudioSource:
-    """Any file PyAV decodes, as 16 kHz mono LINEAR16 chunks."""
-    from faster_whisper.audio import decode_audio
+    """Any file PyAV decodes, as 16 kHz mono LINEAR16 chunks, decoded as they are sent.
 
-    samples = decode_audio(str(path), sampling_rate=16_000)
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    Raises SourceError when the file cannot be opened as audio; an error later in the file is
+    raised from the chunks' iterator.
+    """
+    import av
+
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"cannot read {path} as audio: {getattr(exc, 'strerror', None) or exc}") from None
+    if not container.streams.audio:
+        container.close()
+        raise SourceError(f"{path} has no audio stream")
+    duration_s = container.duration / av.time_base if container.duration else None
     step = 16_000 * chunk_ms // 1000 * 2
-    chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)]
+    chunks = _decoded(container, step)
     if realtime:
-        return AudioSource(_paced(chunks, (len(c) / 32_000 for c in chunks)), 16_000)
-    return AudioSource(chunks, 16_000)
+        chunks = _paced(chunks, itertools.repeat(chunk_ms / 1000))
+    return AudioSource(chunks, 16_000, duration_s=duration_s)
+
+
+def _decoded(container: Any, step: int) -> Iterator[bytes]:
+    """16 kHz mono s16 in chunks of `step` bytes, through faster-whisper's own frame pipeline."""
+    import av
+    from faster_whisper.audio import _group_frames, _ignore_invalid_frames, _resample_frames
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
+    pending = bytearray()
+    with container:
+        frames = _ignore_invalid_frames(container.decode(audio=0))
+        for frame in _resample_frames(_group_frames(frames, 16_000), resampler):
+            pending += frame.to_ndarray().astype("<i2", copy=False).tobytes()
+            while len(pending) >= step:
+                yield bytes(pending[:step])
+                del pending[:step]
+    if pending:
+        yield bytes(pending)
 
 
 def raw_source(
@@ -95,18 +134,126 @@ def raw_source(
     return AudioSource(chunks(), sample_rate_hz, encoding, channels)
 
 
-def microphone_source(
-    sample_rate_hz: int = 16_000, chunk_ms: int = DEFAULT_CHUNK_MS
-) -> tuple[AudioSource, subprocess.Popen[bytes]]:
-    """The default microphone through SoX `rec` (install the `sox` package)."""
+@dataclasses.dataclass(frozen=True)
+class Recorder:
+    """SoX `rec` recording the microphone; its stderr is kept in a file for `failure`."""
+
+    process: subprocess.Popen[bytes]
+    errors: IO[bytes]
+
+    def stop(self) -> None:
+        self.process.terminate()
+
+    def failure(self) -> str | None:
+        """Why `rec` failed (the last line it wrote), or None when it did not fail."""
+        try:
+            code = self.process.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            return None
+        if code in (0, -signal.SIGTERM):  # done, or stopped by the client
+            return None
+        self.errors.seek(0)
+        lines = self.errors.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"rec exited with status {code}"
+
+
+def check_recorder() -> None:
     if shutil.which("rec") is None:
-        raise RuntimeError(
-            "the microphone needs SoX's `rec` command: install sox (apt-get install sox, brew install sox)"
-        )
+        raise SourceError("--mic needs SoX's rec command: install sox (apt-get install sox, brew install sox)")
+
+
+def microphone_source(sample_rate_hz: int = 16_000, chunk_ms: int = DEFAULT_CHUNK_MS) -> tuple[AudioSource, Recorder]:
+    """The default microphone through SoX `rec` (install the `sox` package).
+
+    `rec` runs in its own session, so a Ctrl-C on the terminal reaches only the client, which stops it.
+    """
+    check_recorder()
     command = ["rec", "-q", "-r", str(sample_rate_hz), "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw", "-"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE)
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the recorder)
+    # Unbuffered: a read blocked in the source's thread holds no buffer lock that exiting would wait for.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, bufsize=0, start_new_session=True)
     assert process.stdout is not None
-    return raw_source(process.stdout, sample_rate_hz, chunk_ms=chunk_ms), process
+    return raw_source(process.stdout, sample_rate_hz, chunk_ms=chunk_ms), Recorder(process, errors)
+
+
+class Feed:
+    """A source read on its own thread into a short queue, so that the stream can stop at once.
+
+    Iterating it yields the source's chunks until the source ends, `stop()` is called (even while
+    the source blocks, as a stalled pipe does), or reading the source fails; the error is then
+    kept in `error` for the caller instead of surfacing inside gRPC's request thread.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], depth: int = 10) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._stopped = threading.Event()
+        self.error: Exception | None = None
+        threading.Thread(target=self._read, args=(chunks,), name="hws-source", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _put(self, item: bytes | None) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _read(self, chunks: Iterable[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                self._put(chunk)
+                if self._stopped.is_set():
+                    return
+        except Exception as exc:  # anything the source raises ends the stream; the caller reports it
+            self.error = exc
+        finally:
+            self._put(None)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while not self._stopped.is_set():
+            try:
+                chunk = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if chunk is None:
+                return
+            yield chunk
+
+
+def with_default_port(address: str, port: int = DEFAULT_PORT) -> str:
+    """`host` means host:port here (gRPC itself would dial 443); host:port, [v6]:port and URIs stay."""
+    if "://" in address or address.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
+        return address
+    if address.startswith("["):
+        return address if "]:" in address else f"{address}:{port}"
+    colons = address.count(":")
+    if colons == 1:
+        return address
+    return f"[{address}]:{port}" if colons > 1 else f"{address}:{port}"
+
+
+def reachable(address: str, tls: bool = False, ca_cert: str | None = None, timeout_s: float = 10.0) -> bool:
+    """Whether a connection to the address can be made now: True once it is up, False at the first failure."""
+    channel = make_channel(address, tls, ca_cert)
+    seen: list[grpc.ChannelConnectivity] = []
+    settled = threading.Event()
+    final = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE)
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state in final:
+            seen.append(state)
+            settled.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        settled.wait(timeout_s)
+        return bool(seen) and seen[0] == grpc.ChannelConnectivity.READY
+    finally:
+        channel.unsubscribe(watch)
+        channel.close()
 
 
 def make_channel(address: str, tls: bool = False, ca_cert: str | None = None) -> grpc.Channel:

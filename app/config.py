@@ -154,7 +154,11 @@ class Settings:
 
 def _check(ok: bool, name: str, rule: str) -> None:
     if not ok:
-        raise ConfigError(f"invalid setting {name} (--{name.replace('_', '-')} / {env_name(name)}): {rule}")
+        raise setting_error(name, rule)
+
+
+def setting_error(name: str, rule: str) -> ConfigError:
+    return ConfigError(f"invalid setting {name} (--{name.replace('_', '-')} / {env_name(name)}): {rule}")
 
 
 def env_name(field: str) -> str:
@@ -167,7 +171,8 @@ def _parse_bool(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"not a boolean: {text!r}")
+    # ArgumentTypeError: argparse shows this message as it is (a ValueError would read "invalid _parse_bool value").
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r} (use true or false)")
 
 
 HELP = {
@@ -228,9 +233,14 @@ def _converter(kind: Any) -> Callable[[str], Any]:
     return str
 
 
+def _shown_default(value: object) -> str:
+    return "empty" if value == "" else str(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hws-server",
+        usage="%(prog)s [--FLAG VALUE ...]  (--help lists every flag)",
         description="Hosted Whisper Streaming: gRPC streaming speech-to-text server.",
         epilog="Every flag can also be set with an environment variable HWS_<NAME> (e.g. HWS_MAX_STREAMS=32).",
     )
@@ -241,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
             type=_converter(field.type),
             default=None,
             metavar=field.name.upper(),
-            help=f"{HELP[field.name]} (env {env_name(field.name)}, default {field.default})",
+            help=f"{HELP[field.name]} (env {env_name(field.name)}, default {_shown_default(field.default)})",
         )
     return parser
 
@@ -261,6 +271,6 @@ def load_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | N
             continue
         try:
             values[field.name] = _converter(field.type)(raw)
-        except ValueError as exc:
+        except (ValueError, argparse.ArgumentTypeError) as exc:
             raise ConfigError(f"invalid setting {env_name(field.name)}={raw!r}: {exc}") from None
     return Settings(**values).validate()

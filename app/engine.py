@@ -35,6 +35,7 @@ import dataclasses
 import enum
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -48,10 +49,11 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import Segment, TranscriptionOptions, get_ctranslate2_storage, get_suppressed_tokens
+from faster_whisper.utils import available_models
 
 from app import metrics, quality
 from app.audio import TARGET_RATE
-from app.config import EMBEDDED_MODEL, Settings
+from app.config import EMBEDDED_MODEL, Settings, setting_error
 from app.windowed_model import WindowedWhisperModel, encoder_frames
 
 log = structlog.get_logger("hws.engine")
@@ -208,6 +210,38 @@ def resolve_model_path(model: str, cache_dir: str) -> tuple[str, str]:
     if Path(model).is_dir():
         return Path(model).name, model
     return model, model  # a faster-whisper name; WhisperModel downloads it into cache_dir
+
+
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # org/name on the Hugging Face hub
+
+
+def check_model_settings(settings: Settings) -> None:
+    """Say at start, with ConfigError naming the flag, what every load would fail on.
+
+    A model folder that does not exist or holds no model, a name faster-whisper does not know, CUDA
+    without a CUDA device, a compute type the device cannot run. A hub name is left to the load,
+    which retries: a download can heal.
+    """
+    model = settings.model
+    named = model == EMBEDDED_MODEL or model in available_models() or HUB_ID.fullmatch(model) is not None
+    if Path(model).is_dir() and not (Path(model) / "model.bin").is_file():
+        raise setting_error("model", f"{model} holds no model.bin: not a CTranslate2 model folder")
+    if not Path(model).is_dir() and not named:
+        raise setting_error(
+            "model",
+            f"no such folder {model}, and not a model name ({', '.join(available_models())}, or org/name "
+            "on the Hugging Face hub)",
+        )
+    if settings.device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        raise setting_error("device", "cuda, but CTranslate2 sees no CUDA device here (use auto or cpu)")
+    if settings.compute_type not in ("auto", "default"):
+        device = resolve_device(settings.device)
+        supported = sorted(ctranslate2.get_supported_compute_types(device))
+        if settings.compute_type not in supported:
+            raise setting_error(
+                "compute_type",
+                f"{settings.compute_type} does not run on {device} here; use auto or {', '.join(supported)}",
+            )
 
 
 def _fail(job: _Job, exc: BaseException) -> None:

@@ -6,9 +6,13 @@ Grafana boards and alerts work unchanged; service metrics are prefixed hws_.
 
 from __future__ import annotations
 
+import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
 
 from app.quality import Flag
+
+# No `_created` twin per counter and histogram: no board or alert reads them, and they doubled the exposition.
+prometheus_client.disable_created_metrics()
 
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0)

@@ -1,8 +1,10 @@
 """Builds and runs the grpc.aio server: servicers, health, reflection, metrics, signals and draining.
 
-Start-up: the port opens at once with health NOT_SERVING, the model loads in
-a thread (retried with backoff if it fails, the reason logged), then health
-turns SERVING. SIGTERM or SIGINT: health NOT_SERVING, new streams refused,
+Start-up: settings that can be checked are (a model folder that does not
+exist, CUDA without a device, a port in use: one line, exit status 2); the
+port opens at once with health NOT_SERVING, the model loads in a thread
+(retried with backoff if it fails, the reason logged and told to clients),
+then health turns SERVING. SIGTERM or SIGINT: health NOT_SERVING, new streams refused,
 open streams stop reading, receive the finals for the audio they sent and end
 with UNAVAILABLE; the process exits once they are done or the grace period
 has passed.
@@ -25,7 +27,7 @@ from app import emf, logs, metrics
 from app.auth import ApiKeyInterceptor, api_keys
 from app.compat import add_compat_services
 from app.config import ConfigError, Settings, load_settings
-from app.engine import Engine
+from app.engine import Engine, check_model_settings
 from app.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from app.grpc_metrics import MetricsInterceptor
 from app.health import BoundedHealthServicer
@@ -147,7 +149,8 @@ class App:
         while not self.state.draining:
             try:
                 info = await asyncio.to_thread(self.engine.load)
-            except Exception as exc:  # a bad model setting or a failed download: stay NOT_SERVING and retry
+            except Exception as exc:  # a failed download, a model that cannot load: stay NOT_SERVING and retry
+                self.state.load_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
                 log.error(
                     "model_load_failed",
                     model=self.settings.model,
@@ -163,6 +166,7 @@ class App:
             if info.device == "cuda":
                 metrics.track_gpu_memory()
             self.state.model_ready = True
+            self.state.load_error = None
             if not self.state.draining:
                 await self._set_health(True)
                 log.info("serving", model=info.name, device=info.device, compute_type=info.compute_type)
@@ -212,6 +216,7 @@ async def serve(
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = load_settings(argv)
+        check_model_settings(settings)  # what every load would fail on (a missing folder, no CUDA device)
         keys = api_keys(settings.api_keys_file)  # the file, else HWS_API_KEYS; None: no authentication
         credentials = server_credentials(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
     except (ConfigError, ValueError) as exc:  # a bad setting, or an unusable key file or certificate

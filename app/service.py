@@ -58,6 +58,7 @@ class ServingState:
     def __init__(self, max_streams: int) -> None:
         self.max_streams = max_streams
         self.model_ready = False
+        self.load_error: str | None = None  # why the last model load failed; it is retried
         self.stalled = False  # the engine's watchdog gave up on a decode
         self.draining = False
         self.drain = asyncio.Event()  # set on SIGTERM: open streams finish up
@@ -69,6 +70,8 @@ class ServingState:
     def not_ready_reason(self) -> str | None:
         if self.draining:
             return "the server is draining (shutting down); connect to another server"
+        if not self.model_ready and self.load_error:
+            return f"the model failed to load ({self.load_error}); retrying"
         if not self.model_ready:
             return "the model is still loading; retry shortly"
         if self.stalled:

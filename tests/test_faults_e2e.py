@@ -67,8 +67,10 @@ def test_a_stuck_decode_trips_the_watchdog(log_dir: Path) -> None:
         server.stop()
 
 
-def test_a_model_that_cannot_load_keeps_health_not_serving_with_the_reason_logged(log_dir: Path) -> None:
-    server = ServerProcess(args=["--model", str(log_dir / "missing-model")]).start(log_dir, wait=False)
+def test_a_model_that_cannot_load_keeps_health_not_serving_and_says_why(log_dir: Path) -> None:
+    # A hub model with the hub out of reach: a failure that can heal, so the load is retried.
+    server = ServerProcess(args=["--model", "Systran/faster-whisper-no-such-model"], env={"HF_HUB_OFFLINE": "1"})
+    server.start(log_dir, wait=False)
     try:
         deadline = time.monotonic() + 30
         while '"event": "model_load_failed"' not in server.log() and time.monotonic() < deadline:
@@ -77,7 +79,12 @@ def test_a_model_that_cannot_load_keeps_health_not_serving_with_the_reason_logge
         assert server.health() == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.RpcError) as info:
             stream_clip(server.address, "synth_weather.wav")
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "loading" in info.value.details()
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert info.value.details().startswith("the model failed to load (LocalEntryNotFoundError: ")
+        assert info.value.details().endswith("); retrying")
+        with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as info:
+            pb_grpc.TranscriberStub(channel).Ready(pb.ReadyRequest(), timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "failed to load" in info.value.details()
     finally:
         server.stop()
 

@@ -340,3 +340,20 @@ def test_the_stream_that_used_the_least_decode_time_is_served_first() -> None:
     engine.submit("other", JobKind.PARTIAL, audio, options)
     engine.submit("captions", JobKind.FINAL, audio, options)
     assert [next_job() for _ in range(2)] == [("captions", JobKind.FINAL), ("other", JobKind.PARTIAL)]
+
+
+@pytest.mark.parametrize(
+    ("given", "dialled"),
+    [
+        ("localhost", "localhost:50051"),
+        ("localhost:50061", "localhost:50061"),
+        ("::1", "[::1]:50051"),
+        ("[::1]", "[::1]:50051"),
+        ("[::1]:50061", "[::1]:50061"),
+        ("dns:///speech.example.com:443", "dns:///speech.example.com:443"),
+    ],
+)
+def test_a_client_address_without_a_port_means_the_default_grpc_port(given: str, dialled: str) -> None:
+    from app.client import with_default_port
+
+    assert with_default_port(given) == dialled
