@@ -163,6 +163,10 @@ USAGE_DECAY_S = 30.0  # how long a stream's decode time counts against it when j
 PARTIAL_HANDICAP_S = 5.0  # decode seconds a partial's stream must have used less than a final's to go first
 
 
+class DeviceUnusable(RuntimeError):
+    """The device asked for cannot compute (a GPU without the CUDA libraries CTranslate2 needs): no retry heals it."""
+
+
 def resolve_device(requested: str) -> str:
     if requested != "auto":
         return requested
@@ -296,14 +300,21 @@ class Engine:
         # seed, at their first sample: a fresh server given the same jobs in the same order samples the
         # same text, but two decodes of the same audio need not (the generator has moved on).
         ctranslate2.set_random_seed(0)
-        self._model = WindowedWhisperModel(
-            path,
-            device=device,
-            compute_type=compute_type,
-            cpu_threads=threads,
-            num_workers=self.workers,
-            download_root=self.settings.model_cache_dir,
-        )
+        self._model = self._open(path, device, compute_type, threads)
+        try:
+            self._warm_up()
+        except RuntimeError as exc:
+            # A GPU is visible but CUDA cannot run: CTranslate2 finds its CUDA 12 libraries (cuBLAS)
+            # only at the first computation. Chosen automatically, the device falls back to the CPU;
+            # asked for, it fails the load, saying why.
+            if self.settings.device != "auto" or device != "cuda":
+                raise DeviceUnusable(f"{device} cannot run the model here: {exc}") from exc
+            log.warning("cuda_unusable", error=str(exc), fallback="cpu")
+            device = "cpu"
+            compute_type = resolve_compute_type(self.settings.compute_type, device)
+            self.workers = resolve_workers(self.settings.decode_workers, device)
+            threads = resolve_threads(self.settings.cpu_threads, self.workers)
+            self._model = self._open(path, device, compute_type, threads)
         self._base_options = _base_options(self._model)
         self.info = ModelInfo(name, path, device, compute_type, bool(self._model.model.is_multilingual))
         self.max_batch_size = resolve_batch_size(self.settings.max_batch_size, device)
@@ -324,6 +335,22 @@ class Engine:
             thread.start()
         threading.Thread(target=self._watch, name="hws-watchdog", daemon=True).start()
         return self.info
+
+    def _open(self, path: str, device: str, compute_type: str, threads: int) -> WindowedWhisperModel:
+        return WindowedWhisperModel(
+            path,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=threads,
+            num_workers=self.workers,
+            download_root=self.settings.model_cache_dir,
+        )
+
+    def _warm_up(self) -> None:
+        """Encode a second of silence: a device that cannot compute fails here, not on a client's audio."""
+        assert self._model is not None
+        features = self._model.feature_extractor(np.zeros(TARGET_RATE, dtype=np.float32))[:, :-1]
+        self._model.encode_window(features, encoder_frames(features.shape[-1], self.settings.encoder_padding_s))
 
     @property
     def stalled(self) -> bool:

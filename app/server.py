@@ -27,7 +27,7 @@ from app import emf, logs, metrics
 from app.auth import ApiKeyInterceptor, api_keys
 from app.compat import add_compat_services
 from app.config import ConfigError, Settings, load_settings
-from app.engine import Engine, check_model_settings
+from app.engine import DeviceUnusable, Engine, check_model_settings
 from app.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from app.grpc_metrics import MetricsInterceptor
 from app.health import BoundedHealthServicer
@@ -86,6 +86,7 @@ class App:
         self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         self._stopped = asyncio.Event()
         self._loader: asyncio.Task[None] | None = None
+        self.fatal: StartupError | None = None  # set when the server must stop as a bad setting would
         self._emf: asyncio.Task[None] | None = None
         self.metrics_server = MetricsServer()
 
@@ -149,6 +150,11 @@ class App:
         while not self.state.draining:
             try:
                 info = await asyncio.to_thread(self.engine.load)
+            except DeviceUnusable as exc:  # no retry heals it: stop, as a bad setting does
+                log.error("model_load_failed", model=self.settings.model, error=str(exc))
+                self.fatal = StartupError(f"--device {self.settings.device}: {exc}")
+                self.request_drain()
+                return
             except Exception as exc:  # a failed download, a model that cannot load: stay NOT_SERVING and retry
                 self.state.load_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
                 log.error(
@@ -211,6 +217,8 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_drain)
     await app.wait()
+    if app.fatal is not None:
+        raise app.fatal
 
 
 def main(argv: Sequence[str] | None = None) -> None:
