@@ -31,7 +31,7 @@ run: $(STAMP)
 test: $(STAMP) infra-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs -n auto --dist loadfile
 
 ## Only the infrastructure checks (Dockerfile, compose, Prometheus, Grafana, Terraform).
 infra-test: $(STAMP) infra-tools

@@ -221,11 +221,15 @@ async def _all_four_rpc_kinds() -> None:
                 "ServerStream": lambda md: _collect(
                     channel.unary_stream("/toy.Toy/ServerStream")(b"hi", metadata=md, timeout=10)
                 ),
+                # A refused streaming call sends nothing: a message written while the refusal arrives
+                # fails in the client ("Internal error from Core") before it can read the status.
                 "ClientStream": lambda md: channel.stream_unary("/toy.Toy/ClientStream")(
-                    iter([b"h", b"i"]), metadata=md, timeout=10
+                    iter([b"h", b"i"] if md == auth_metadata(KEYS[1]) else []), metadata=md, timeout=10
                 ),
                 "Bidi": lambda md: _collect(
-                    channel.stream_stream("/toy.Toy/Bidi")(iter([b"hi"]), metadata=md, timeout=10)
+                    channel.stream_stream("/toy.Toy/Bidi")(
+                        iter([b"hi"] if md == auth_metadata(KEYS[1]) else []), metadata=md, timeout=10
+                    )
                 ),
             }
             for name, call in calls.items():

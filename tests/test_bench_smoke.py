@@ -56,5 +56,12 @@ def test_bench_quick_writes_sane_json(tmp_path: Path) -> None:
             assert figures["duplicated_runs"] == []
     assert real["continuous_interim_on"]["words_after_speech"] == 0
     assert real["continuous_interim_on"]["final_latency_s"]["n"] == real["continuous_interim_on"]["finals"]
-    for key in ("continuous_beam1", "continuous_beam5", "alone_beam1", "alone_beam5"):
+    for key in (
+        "continuous_beam1",
+        "continuous_beam5",
+        "continuous_server",
+        "alone_beam1",
+        "alone_beam5",
+        "alone_server",
+    ):
         assert 0 <= real["offline"][key]["wer"] < 0.5

@@ -12,7 +12,7 @@ from scripts.bench_isolation import expected_utterances  # the server's own segm
 from tests.helpers import ServerProcess, chunked, clip_pcm16, finals, manifest, requests, stream, streaming_config
 
 STREAMS = 3  # what 2 cores sustain in real time with partials on (scripts/bench.py capacity)
-AUDIO_S = 150.0
+AUDIO_S = 100.0
 CLIPS = sorted(manifest())
 
 
