@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume-attempts",
         type=int,
         default=5,
-        help="reconnect this many times when the connection drops or the server drains (default %(default)s; 0: never)",
+        help="reconnect when the connection drops, the server drains or ends a long stream (it does every "
+        "few minutes behind a load balancer), at most this many times in a row without progress "
+        "(default %(default)s; 0: never)",
     )
     parser.add_argument("--tls", action="store_true", help="use TLS (system roots unless --ca-cert)")
     parser.add_argument(
@@ -360,7 +362,7 @@ def _transcribe(args: argparse.Namespace, output: Output | None) -> int:
     finals = 0
     try:
         responses = client.stream_resumable(
-            lambda attempt: client.make_channel(addresses[attempt % len(addresses)], args.tls, args.ca_cert),
+            lambda connection: client.make_channel(addresses[connection % len(addresses)], args.tls, args.ca_cert),
             dataclasses.replace(source, chunks=feed),
             _config(args, words, interim),
             attempts=args.resume_attempts,

@@ -268,7 +268,10 @@ def make_channel(address: str, tls: bool = False, ca_cert: str | None = None) ->
     return grpc.secure_channel(address, channel_credentials(ca_cert), options=options)
 
 
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+# CANCELLED too: this client never cancels a stream it resumes, so a cancel came from the way between,
+# e.g. HAProxy 2.6 turns a server's status sent before the client's half-close (a drain, the stream age
+# limit) into RST_STREAM(CANCEL) (haproxy/haproxy#1219). The final offset received before it still holds.
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED)
 
 
 def _pushback_s(exc: grpc.RpcError) -> float:
@@ -317,13 +320,18 @@ def stream_resumable(
     metadata: list[tuple[str, str]] | None = None,
     on_retry: Callable[[grpc.RpcError, int, float], None] | None = None,
 ) -> Iterator[pb.StreamingTranscribeResponse]:
-    """Stream the source, resuming after a dropped connection or a draining server.
+    """Stream the source, resuming after a dropped connection, a draining server or the stream age limit.
 
     The client keeps the audio after the last `final_offset_s` the server
-    reported; on UNAVAILABLE or RESOURCE_EXHAUSTED it reconnects (attempt n on
-    `channel_factory(n)`, e.g. the next of several addresses) after an
-    exponential backoff, and sends that audio again with `audio_offset_s`, so
-    no audio and no transcript is lost and nothing is transcribed twice.
+    reported; on UNAVAILABLE, RESOURCE_EXHAUSTED or CANCELLED it reconnects (connection n on
+    `channel_factory(n)`, e.g. the next of several addresses, or the same load
+    balancer, which picks a healthy server) and sends that audio again with
+    `audio_offset_s`, so no audio and no transcript is lost and nothing is
+    transcribed twice. A connection that moved `final_offset_s` on is followed
+    at once (or after the server's `grpc-retry-pushback-ms`); failures in a row
+    back off exponentially, and after `attempts` of them the error is raised
+    (0: never reconnect). So a long stream that a server ends at its maximum age
+    every few minutes goes on for as long as the audio does.
     """
     sent = _SentAudio(source.bytes_per_second, source.frame_bytes)
     chunks = iter(source.chunks)
@@ -353,10 +361,12 @@ def stream_resumable(
                 sent.add(chunk)
             yield pb.StreamingTranscribeRequest(audio=chunk)
 
-    for attempt in range(attempts + 1):
+    failures = 0  # connections in a row that ended without moving the final offset on
+    for connection in itertools.count():
         live = threading.Event()
         live.set()
-        channel = channel_factory(attempt)
+        channel = channel_factory(connection)
+        start_offset_s = sent.offset_s
         try:
             call = pb_grpc.TranscriberStub(channel).StreamingTranscribe(
                 requests(live), timeout=timeout_s, metadata=metadata
@@ -366,11 +376,13 @@ def stream_resumable(
                 yield response
             return
         except grpc.RpcError as exc:
-            if exc.code() not in RETRYABLE or attempt == attempts:
+            failures = 0 if sent.offset_s > start_offset_s else failures + 1
+            if exc.code() not in RETRYABLE or attempts == 0 or failures > attempts:
                 raise
-            delay = max(backoff_s * 2**attempt, _pushback_s(exc))
+            backoff = backoff_s * 2 ** (failures - 1) if failures else 0.0
+            delay = max(backoff, _pushback_s(exc))
             if on_retry is not None:
-                on_retry(exc, attempt + 1, delay)
+                on_retry(exc, connection + 1, delay)
             time.sleep(delay)
         finally:
             live.clear()

@@ -81,6 +81,10 @@ class Settings:
     backlog_timeout_s: float = 10.0
     decode_timeout_s: float = 60.0
     grace_period_s: float = 30.0
+    # Behind a load balancer a stream must end before the deregistration delay runs out: the server
+    # ends it at the first pause after this age (then hard after the overrun), and the client resumes.
+    max_stream_age_s: float = 300.0  # 0: off
+    max_stream_age_overrun_s: float = 60.0
     fault_injection: str = ""  # testing aid: "raise" or "hang:SECONDS" for decodes whose prompt has HWS-FAULT
     # Surfaces and security
     reflection: bool = True
@@ -128,6 +132,8 @@ class Settings:
         _check(64 * 1024 <= self.max_message_bytes <= 64 * 1024 * 1024, "max_message_bytes", "must be 64 KiB-64 MiB")
         _check(self.stream_idle_timeout_s > 0, "stream_idle_timeout_s", "must be > 0")
         _check(self.grace_period_s >= 0, "grace_period_s", "must be >= 0")
+        _check(0 <= self.max_stream_age_s <= 86400, "max_stream_age_s", "must be 0-86400 (0: off)")
+        _check(0 <= self.max_stream_age_overrun_s <= 3600, "max_stream_age_overrun_s", "must be 0-3600")
         _check(self.backlog_timeout_s > 0, "backlog_timeout_s", "must be > 0")
         _check(self.decode_timeout_s > 0, "decode_timeout_s", "must be > 0")
         _check(
@@ -207,6 +213,9 @@ HELP = {
     "config_timeout_s": "a stream that sends no config this soon after opening is closed (it holds no slot before)",
     "stream_idle_timeout_s": "a stream with no message for this long is closed",
     "grace_period_s": "on SIGTERM, time to finish open streams before exiting",
+    "max_stream_age_s": "a stream this old ends at its next pause with UNAVAILABLE and final_offset_s, to resume "
+    "elsewhere (0: off; not applied to the compat service, whose clients cannot resume)",
+    "max_stream_age_overrun_s": "a stream still in an utterance this long after --max-stream-age-s ends mid-utterance",
     "backlog_timeout_s": "a stream whose finals are this long behind is ended with RESOURCE_EXHAUSTED and a retry hint",
     "decode_timeout_s": "watchdog: a decode running longer fails its streams and turns health NOT_SERVING",
     "fault_injection": "testing aid, off when empty: 'raise' or 'hang:SECONDS' for decodes prompted with HWS-FAULT",

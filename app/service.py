@@ -31,6 +31,7 @@ STATUS_FOR_FAILURE = {
     FailureCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     FailureCode.IDLE_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     FailureCode.DRAINING: grpc.StatusCode.UNAVAILABLE,
+    FailureCode.MAX_AGE: grpc.StatusCode.UNAVAILABLE,  # resumable, like a drain: "go on elsewhere"
     FailureCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     FailureCode.INTERNAL: grpc.StatusCode.INTERNAL,
 }
@@ -316,6 +317,9 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
                     self._settings.partial_interval_ms,
                     offset,
                     self._settings.backlog_timeout_s,
+                    # Only here: clients of this interface can resume; the unary call and compat streams cannot.
+                    self._settings.max_stream_age_s,
+                    self._settings.max_stream_age_overrun_s,
                 )
                 try:
                     async for output in run_session(

@@ -47,6 +47,7 @@ class FailureCode(enum.Enum):
     OVERLOADED = "OVERLOADED"
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     DRAINING = "DRAINING"
+    MAX_AGE = "MAX_AGE"
     INTERNAL = "INTERNAL"
     UNAVAILABLE = "UNAVAILABLE"
 
@@ -59,6 +60,14 @@ class StreamFailure(Exception):
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
+
+
+class StreamAged(StreamFailure):
+    """The stream reached its maximum age where no utterance is open: it ends there, nothing cut."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(FailureCode.MAX_AGE, message, retry_after_s=0.0)
+        self.position = position  # every sample before it is final once the pending finals are sent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +177,8 @@ class Session:
         partial_interval_ms: int,
         offset_s: float = 0.0,
         backlog_timeout_s: float = 10.0,
+        max_age_s: float = 0.0,
+        max_age_overrun_s: float = 0.0,
     ) -> None:
         self.stream_id = stream_id
         self.params = params
@@ -187,6 +198,13 @@ class Session:
         self._futures: set[Future[DecodeResult | None]] = set()
         self._utterance: _Utterance | None = None
         self._samples = 0  # 16 kHz samples fed to the segmenter
+        # Wall-clock deadlines (a load balancer's drain counts wall time): from the first, the stream
+        # ends at its next pause; at the second, wherever it is. None: no age limit.
+        self._max_age_s = max_age_s
+        self._max_age_overrun_s = max_age_overrun_s
+        opened = time.monotonic()
+        self._aged_at = opened + max_age_s if max_age_s else None
+        self._hard_end_at = opened + max_age_s + max_age_overrun_s if max_age_s else None
 
     # -- input ------------------------------------------------------------
     async def consume(self, chunks: AsyncIterator[bytes], idle_timeout_s: float, stop: asyncio.Event) -> None:
@@ -202,8 +220,11 @@ class Session:
         try:
             while True:
                 next_chunk = asyncio.ensure_future(anext(iterator))
+                timeout = idle_timeout_s
+                if self._hard_end_at is not None:  # a client that goes quiet still ends by the hard deadline
+                    timeout = max(0.0, min(timeout, self._hard_end_at - time.monotonic()))
                 done, _ = await asyncio.wait(
-                    {next_chunk, stop_wait}, timeout=idle_timeout_s, return_when=asyncio.FIRST_COMPLETED
+                    {next_chunk, stop_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 if next_chunk not in done:
                     next_chunk.cancel()
@@ -212,6 +233,8 @@ class Session:
                             FailureCode.DRAINING,
                             "the server is shutting down; finals for the audio received were sent; reconnect",
                         )
+                    elif self._past(self._hard_end_at):
+                        failure = self._overrun()
                     else:
                         failure = StreamFailure(
                             FailureCode.IDLE_TIMEOUT,
@@ -236,7 +259,10 @@ class Session:
                 next_chunk.cancel()
                 next_chunk.add_done_callback(lambda future: future.cancelled() or future.exception())
         try:
-            if failure is None or failure.code is not FailureCode.OVERLOADED:  # behind already: add no work
+            if isinstance(failure, StreamAged):
+                # At a pause: what follows it (a pre-roll, an utterance just begun) the client sends again.
+                self._items.put_nowait(_Mark(failure.position))
+            elif failure is None or failure.code is not FailureCode.OVERLOADED:  # behind already: add no work
                 try:
                     await self._finish()
                 except StreamFailure as exc:
@@ -247,6 +273,8 @@ class Session:
             self._items.put_nowait(None)
 
     async def push(self, chunk: bytes) -> None:
+        if self._past(self._hard_end_at):
+            raise self._overrun()
         received = self._decoder.input_seconds
         try:
             samples = self._decoder.decode(chunk)
@@ -256,6 +284,7 @@ class Session:
         await self._feed(samples)
 
     async def _finish(self) -> None:
+        self._aged_at = self._hard_end_at = None  # ending anyway: its last audio is finalised here
         await self._feed(self._decoder.flush())
         await self._handle(self._segmenter.finish())
         self._items.put_nowait(_Mark(self._segmenter.final_position))
@@ -264,6 +293,8 @@ class Session:
         self._samples += samples.shape[0]
         self._recent.append(samples)
         await self._handle(self._segmenter.feed(samples))
+        if self._utterance is None and self._past(self._aged_at):
+            raise self._aged(self._segmenter.final_position)
         self._maybe_request_partial()
         self._maybe_speculate()
         position = self._segmenter.final_position
@@ -274,6 +305,8 @@ class Session:
     async def _handle(self, events: list[SpeechStart | SpeechEnd | SpeechDiscarded]) -> None:
         for event in events:
             if isinstance(event, SpeechStart):
+                if self._past(self._aged_at):  # between two utterances: the next starts on the next connection
+                    raise self._aged(event.start)
                 # Named by its start, so ids stay unique across resumed connections.
                 self._utterance = _Utterance(f"u{event.start * 1000 // TARGET_RATE}", event.start)
                 self._event(EventType.SPEECH_STARTED, event.start, self._utterance.id)
@@ -300,6 +333,26 @@ class Session:
                 future = self._submit_final(event)
             self._previous = event
             self._items.put_nowait(_PendingFinal(utterance, event.end, future, time.monotonic()))
+
+    @staticmethod
+    def _past(deadline: float | None) -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def _aged(self, position: int) -> StreamAged:
+        return StreamAged(
+            f"the stream reached its maximum age ({self._max_age_s:g} s); resume from final_offset_s on a new stream",
+            position,
+        )
+
+    def _overrun(self) -> StreamFailure:
+        """Past the age and its overrun without a pause: ends like a drain, the utterance finalised up to here."""
+        return StreamFailure(
+            FailureCode.MAX_AGE,
+            f"the stream reached its maximum age ({self._max_age_s:g} s) and had no pause in "
+            f"{self._max_age_overrun_s:g} s more; finals for the audio received were sent; "
+            "resume from final_offset_s on a new stream",
+            retry_after_s=0.0,
+        )
 
     async def _final_slot(self) -> None:
         """Wait while too many finals are pending (flow control slows the sender), but not for long."""

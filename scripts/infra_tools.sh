@@ -8,6 +8,9 @@
 #   promtool       Debian package `prometheus` (apt-get; needs root). The package's
 #                  `prometheus` server binary is used too: tests/infra/test_infra_live_metrics.py
 #                  runs it against a live server.
+#   haproxy        Debian package `haproxy`, pinned to bookworm's 2.6 series (apt-get; needs root):
+#                  the L7 load balancer that stands in for the ALB in tests/test_lb_lifecycle_e2e.py
+#                  (the test skips, saying so, without it).
 #
 # Re-running is cheap: a venv is only (re)installed when its constraints file changed.
 # Env: PYTHON (interpreter for the venvs, default python3), INFRA_VENV, CHECKOV_VENV.
@@ -51,6 +54,20 @@ elif [[ "$(id -u)" -eq 0 ]] && command -v apt-get > /dev/null 2>&1; then
 else
   log "ERROR: promtool or prometheus is missing. Install the 'prometheus' package (it has both), e.g."
   log "       sudo apt-get install -y prometheus, or put both binaries on PATH."
+  exit 1
+fi
+
+HAPROXY_VERSION="2.6.*"
+if command -v haproxy > /dev/null 2>&1; then
+  log "haproxy present: $(haproxy -v 2>&1 | head -n1)"
+elif [[ "$(id -u)" -eq 0 ]] && command -v apt-get > /dev/null 2>&1; then
+  log "installing haproxy $HAPROXY_VERSION (Debian package haproxy)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "haproxy=$HAPROXY_VERSION" > /dev/null
+  # Like prometheus, the package's own daemon starts only where systemd/init runs; the test starts its own.
+else
+  log "ERROR: haproxy is missing. Install the 'haproxy' package ($HAPROXY_VERSION), e.g."
+  log "       sudo apt-get install -y 'haproxy=$HAPROXY_VERSION', or put haproxy on PATH."
   exit 1
 fi
 

@@ -36,26 +36,30 @@ module "network" {
   kms_key_arn              = local.kms_key_arn
 }
 
-# Provider-free: container definition, user data and the derived timings
-# (stopTimeout, deregistration delay, health check grace) in one place.
+# Provider-free: container definition, user data and the timings of a stream's life
+# (stream age, deregistration delay, client keep-alive, stopTimeout, health check grace) in
+# one place, where their relations are validated.
 module "render" {
   source = "./modules/render"
 
   api_keys_secret_arn = var.api_keys_secret_arn
 
-  name                   = var.name
-  image                  = local.image
-  model                  = var.model
-  device                 = "cuda"
-  compute_type           = var.compute_type
-  max_streams            = var.max_streams
-  grace_period_s         = var.grace_period_s
-  deregistration_delay_s = var.deregistration_delay_s
-  emf_interval_s         = var.emf_interval_s
-  model_load_budget_s    = var.model_load_budget_s
-  aws_region             = var.region
-  log_group_name         = local.log_group_name
-  cluster_name           = local.cluster_name
+  name                     = var.name
+  image                    = local.image
+  model                    = var.model
+  device                   = "cuda"
+  compute_type             = var.compute_type
+  max_streams              = var.max_streams
+  grace_period_s           = var.grace_period_s
+  deregistration_delay_s   = var.deregistration_delay_s
+  client_keep_alive_s      = var.client_keep_alive_s
+  max_stream_age_s         = var.max_stream_age_s
+  max_stream_age_overrun_s = var.max_stream_age_overrun_s
+  emf_interval_s           = var.emf_interval_s
+  model_load_budget_s      = var.model_load_budget_s
+  aws_region               = var.region
+  log_group_name           = local.log_group_name
+  cluster_name             = local.cluster_name
 }
 
 module "gpu_cluster" {
@@ -88,7 +92,7 @@ module "alb" {
   target_port                = module.render.grpc_port
   target_type                = "ip"
   idle_timeout_s             = 3600
-  client_keep_alive_s        = var.client_keep_alive_s
+  client_keep_alive_s        = module.render.client_keep_alive_s
   deregistration_delay_s     = module.render.deregistration_delay_s
   enable_deletion_protection = var.enable_deletion_protection
   access_logs_bucket         = var.alb_access_logs_bucket

@@ -93,10 +93,22 @@ variable "grace_period_s" {
   default     = 30
 }
 
-variable "deregistration_delay_s" {
-  description = "ALB deregistration delay. ECS stops a task behind the ALB in this order: deregister (no new streams), wait this long while open streams continue, the ALB closes what is left, then SIGTERM. Longer: fewer streams cut on a deploy or scale-in, slower deploys. A cut stream resumes from final_offset_s (hws-client, app.client.stream_resumable)."
+variable "max_stream_age_s" {
+  description = "HWS_MAX_STREAM_AGE_S: the server ends a stream at its first pause after this age with UNAVAILABLE and final_offset_s; hws-client and app.client.stream_resumable resume it through the ALB on a healthy task, losing and repeating nothing. This is what lets a deploy or scale-in cut no stream (see deregistration_delay_s). 0: off. Not applied to the compat AudioTranscriberService, whose clients cannot resume."
   type        = number
   default     = 300
+}
+
+variable "max_stream_age_overrun_s" {
+  description = "HWS_MAX_STREAM_AGE_OVERRUN_S: a stream still in an utterance this long after max_stream_age_s ends mid-utterance (the utterance finalised up to there), in the same resumable way."
+  type        = number
+  default     = 60
+}
+
+variable "deregistration_delay_s" {
+  description = "ALB deregistration delay. ECS stops a task behind the ALB in this order: deregister (no new streams), wait this long while open streams continue, the ALB closes what is left, then SIGTERM. Must be at least max_stream_age_s + max_stream_age_overrun_s + 30 (validated), so every open stream has ended at its age and resumed elsewhere before the cut; a task with no open stream deregisters at once, so a longer delay costs only as long as streams are open."
+  type        = number
+  default     = 420
 
   validation {
     condition     = var.deregistration_delay_s >= 0 && var.deregistration_delay_s <= 3600
@@ -105,7 +117,7 @@ variable "deregistration_delay_s" {
 }
 
 variable "client_keep_alive_s" {
-  description = "ALB client keep-alive: the ALB closes a client connection, and every stream on it, this long after it opened (AWS default 3600 s, set here explicitly). Longer streams resume from final_offset_s."
+  description = "ALB client keep-alive: the ALB closes a client connection, and every stream on it, this long after it opened (AWS default 3600 s, set here explicitly). Must exceed max_stream_age_s + max_stream_age_overrun_s + 30 (validated): a resuming client opens one connection per stream. Compat clients, which cannot resume, are cut at it."
   type        = number
   default     = 3600
 }

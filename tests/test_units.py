@@ -289,6 +289,8 @@ def test_settings_flags_over_environment_over_defaults() -> None:
         ([], {"HWS_PORT": "abc"}, "HWS_PORT='abc'"),
         (["--vad-frame-ms", "25"], {}, "10, 20 or 30"),
         (["--encoder-padding-s", "31"], {}, "encoder_padding_s .*30: Whisper's fixed window"),
+        (["--max-stream-age-s", "-1"], {}, r"max_stream_age_s .*0-86400 \(0: off\)"),
+        ([], {"HWS_MAX_STREAM_AGE_S": "nan"}, "HWS_MAX_STREAM_AGE_S"),
     ],
 )
 def test_settings_rejected_with_a_clear_message(argv: list[str], env: dict[str, str], message: str) -> None:

@@ -138,8 +138,23 @@ def test_deregistration_delay_is_its_own_setting_and_reaches_the_alb(tf: Any) ->
 def test_client_keep_alive_is_set(tf: Any) -> None:
     lb = tf.resources("modules/alb")["aws_lb.this"]
     assert lb["client_keep_alive"] == "${var.client_keep_alive_s}"
-    assert tf.modules("")["alb"]["client_keep_alive_s"] == "${var.client_keep_alive_s}"
+    # Through the render module, where it is validated against the stream age.
+    assert tf.modules("")["render"]["client_keep_alive_s"] == "${var.client_keep_alive_s}"
+    assert tf.modules("")["alb"]["client_keep_alive_s"] == "${module.render.client_keep_alive_s}"
     assert int(tf.variables("")["client_keep_alive_s"]["default"]) >= 3600
+
+
+def test_streams_end_at_their_age_before_the_deregistration_delay_ends(tf: Any) -> None:
+    # The server ends each stream at its age (resumed elsewhere by the client), and the render module
+    # refuses a deregistration delay or client keep-alive that a stream could outlive.
+    root_vars, render = tf.variables(""), tf.modules("")["render"]
+    for name in ("max_stream_age_s", "max_stream_age_overrun_s", "deregistration_delay_s", "client_keep_alive_s"):
+        assert render[name] == "${var." + name + "}"
+    age = int(root_vars["max_stream_age_s"]["default"]) + int(root_vars["max_stream_age_overrun_s"]["default"])
+    assert 0 < age + 30 <= int(root_vars["deregistration_delay_s"]["default"])
+    render_vars = tf.variables("modules/render")
+    for name in ("deregistration_delay_s", "client_keep_alive_s"):
+        assert "var.max_stream_age_s + var.max_stream_age_overrun_s + 30" in str(render_vars[name]["validation"])
 
 
 def test_health_check_grace_sized_for_model_load(tf: Any) -> None:

@@ -88,7 +88,8 @@ resource "aws_lb_target_group" "grpc" {
   vpc_id           = var.vpc_id
   # On a deploy, scale-in or instance drain ECS deregisters the target first: the ALB sends it
   # no new streams, keeps the open ones for this long, then closes them; only then does ECS
-  # send SIGTERM. Streams still open at the end are cut (resumable clients carry on elsewhere).
+  # send SIGTERM. Meanwhile each open stream ends at its age (HWS_MAX_STREAM_AGE_S, at a pause)
+  # and its client resumes on another target, so by the end nothing is left to cut.
   deregistration_delay = var.deregistration_delay_s
 
   health_check {

@@ -108,9 +108,9 @@ variable "client_keep_alive_s" {
 }
 
 variable "deregistration_delay_s" {
-  description = "Seconds a deregistering target keeps its open streams before the ALB closes them. ECS waits this out before it sends SIGTERM, so it is what open streams get on a deploy or scale-in; a target with no open connection deregisters at once."
+  description = "Seconds a deregistering target keeps its open streams before the ALB closes them. ECS waits this out before it sends SIGTERM; keep it above the server's stream age plus overrun (the render module validates it), so streams end at their age and resume elsewhere first. A target with no open connection deregisters at once."
   type        = number
-  default     = 300
+  default     = 420
 
   validation {
     condition     = var.deregistration_delay_s >= 0 && var.deregistration_delay_s <= 3600

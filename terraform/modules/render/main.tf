@@ -2,25 +2,30 @@
 # No resources, no data sources, no providers.
 
 # ECS order when a task behind the ALB stops (deploy, scale-in, instance drain): deregister
-# the target, wait out the deregistration delay (no new streams; open ones continue and are
-# closed by the ALB when it ends), then SIGTERM; the server drains for HWS_GRACE_PERIOD_S and
-# SIGKILL follows stopTimeout (grace + margin) after SIGTERM.
+# the target (no new streams), wait out the deregistration delay, then SIGTERM; the server
+# drains for HWS_GRACE_PERIOD_S and SIGKILL follows stopTimeout (grace + margin) after SIGTERM.
+# During the delay each open stream ends at its first pause after HWS_MAX_STREAM_AGE_S (at the
+# latest after the overrun) and its client resumes on another task; the delay is validated to
+# outlast that, so the ALB's cut at its end finds nothing left.
 locals {
   stop_timeout_s = var.grace_period_s + var.stop_margin_s
 
   environment_map = merge(
     var.extra_environment,
     {
-      HWS_HOST            = "0.0.0.0"
-      HWS_PORT            = tostring(var.grpc_port)
-      HWS_METRICS_PORT    = tostring(var.metrics_port)
-      HWS_DEVICE          = var.device
-      HWS_COMPUTE_TYPE    = var.compute_type
-      HWS_LOG_FORMAT      = "json"
-      HWS_LOG_LEVEL       = var.log_level
-      HWS_MAX_STREAMS     = tostring(var.max_streams)
-      HWS_GRACE_PERIOD_S  = tostring(var.grace_period_s)
-      HWS_MODEL_CACHE_DIR = "/var/cache/hws/models"
+      HWS_HOST           = "0.0.0.0"
+      HWS_PORT           = tostring(var.grpc_port)
+      HWS_METRICS_PORT   = tostring(var.metrics_port)
+      HWS_DEVICE         = var.device
+      HWS_COMPUTE_TYPE   = var.compute_type
+      HWS_LOG_FORMAT     = "json"
+      HWS_LOG_LEVEL      = var.log_level
+      HWS_MAX_STREAMS    = tostring(var.max_streams)
+      HWS_GRACE_PERIOD_S = tostring(var.grace_period_s)
+      # Streams end at their age, before the deregistration delay runs out (validated in variables.tf).
+      HWS_MAX_STREAM_AGE_S         = tostring(var.max_stream_age_s)
+      HWS_MAX_STREAM_AGE_OVERRUN_S = tostring(var.max_stream_age_overrun_s)
+      HWS_MODEL_CACHE_DIR          = "/var/cache/hws/models"
       # Load as CloudWatch Embedded Metric Format lines on stdout (scaling and alarms).
       HWS_EMF_INTERVAL_S = tostring(var.emf_interval_s)
       HWS_EMF_NAMESPACE  = var.emf_namespace

@@ -39,8 +39,18 @@ output "stop_timeout_s" {
 }
 
 output "deregistration_delay_s" {
-  description = "ALB target group deregistration delay: what open streams get before the ALB closes them and ECS sends SIGTERM."
+  description = "ALB target group deregistration delay, validated to outlast the stream age and its overrun: open streams end at their age and resume elsewhere before the ALB closes what is left and ECS sends SIGTERM."
   value       = var.deregistration_delay_s
+}
+
+output "client_keep_alive_s" {
+  description = "ALB client keep-alive, validated to outlast the stream age and its overrun."
+  value       = var.client_keep_alive_s
+}
+
+output "max_stream_age_s" {
+  description = "HWS_MAX_STREAM_AGE_S given to the server (0: off)."
+  value       = var.max_stream_age_s
 }
 
 output "emf_namespace" {

@@ -60,7 +60,7 @@ variable "max_streams" {
 }
 
 variable "grace_period_s" {
-  description = "HWS_GRACE_PERIOD_S: seconds the server drains open streams after SIGTERM (stopTimeout = grace + stop_margin_s). Behind the ALB, SIGTERM comes after the deregistration delay, when the ALB has closed the open streams; the drain covers streams that reach the task directly. (The 120 s stopTimeout cap is Fargate's; EC2 has none.)"
+  description = "HWS_GRACE_PERIOD_S: seconds the server drains open streams after SIGTERM (stopTimeout = grace + stop_margin_s). Behind the ALB, SIGTERM comes after the deregistration delay, by when the streams have ended at their age and resumed elsewhere; the drain covers streams that reach the task directly. (The 120 s stopTimeout cap is Fargate's; EC2 has none.)"
   type        = number
   default     = 30
 
@@ -70,14 +70,59 @@ variable "grace_period_s" {
   }
 }
 
-variable "deregistration_delay_s" {
-  description = "ALB deregistration delay: open streams keep flowing this long after ECS deregisters the task, then the ALB closes them and ECS sends SIGTERM."
+variable "max_stream_age_s" {
+  description = "HWS_MAX_STREAM_AGE_S: the server ends a stream at its first pause after this age (UNAVAILABLE with final_offset_s; the client library and hws-client resume on another task through the ALB). 0: off, and streams longer than the deregistration delay are cut by the ALB instead."
   type        = number
   default     = 300
 
   validation {
+    condition     = var.max_stream_age_s >= 0 && var.max_stream_age_s <= 3000
+    error_message = "max_stream_age_s must be between 0 (off) and 3000 (it must fit under the ALB's 3600 s deregistration delay)."
+  }
+}
+
+variable "max_stream_age_overrun_s" {
+  description = "HWS_MAX_STREAM_AGE_OVERRUN_S: a stream still inside an utterance this long after max_stream_age_s is ended mid-utterance (the utterance finalised up to there), so a speaker who never pauses cannot outlive the deregistration delay."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.max_stream_age_overrun_s >= 0 && var.max_stream_age_overrun_s <= 600
+    error_message = "max_stream_age_overrun_s must be between 0 and 600."
+  }
+}
+
+# A stream lives at most max_stream_age_s + max_stream_age_overrun_s; 30 s more lets its last final
+# be decoded and sent before the ALB would cut it.
+variable "deregistration_delay_s" {
+  description = "ALB deregistration delay: open streams keep flowing this long after ECS deregisters the task, then the ALB closes them and ECS sends SIGTERM. With the stream age limit on it must exceed max_stream_age_s + max_stream_age_overrun_s + 30, so that every open stream has ended at its age and resumed elsewhere first; a target with no open stream finishes deregistering at once."
+  type        = number
+  default     = 420
+
+  validation {
     condition     = var.deregistration_delay_s >= 0 && var.deregistration_delay_s <= 3600
     error_message = "deregistration_delay_s must be between 0 and 3600 (the ALB maximum)."
+  }
+
+  validation {
+    condition     = var.max_stream_age_s == 0 || var.deregistration_delay_s >= var.max_stream_age_s + var.max_stream_age_overrun_s + 30
+    error_message = "deregistration_delay_s must be at least max_stream_age_s + max_stream_age_overrun_s + 30: a stream must end at its age before the ALB cuts it."
+  }
+}
+
+variable "client_keep_alive_s" {
+  description = "ALB client keep-alive: the ALB closes a client connection this long after it opened, whatever its traffic. A resuming client opens a connection per stream, so it must exceed max_stream_age_s + max_stream_age_overrun_s + 30; clients that cannot resume (the compat protocol) are cut at it."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.client_keep_alive_s >= 60 && var.client_keep_alive_s <= 604800
+    error_message = "client_keep_alive_s must be between 60 and 604800 (7 days)."
+  }
+
+  validation {
+    condition     = var.max_stream_age_s == 0 || var.client_keep_alive_s >= var.max_stream_age_s + var.max_stream_age_overrun_s + 30
+    error_message = "client_keep_alive_s must be at least max_stream_age_s + max_stream_age_overrun_s + 30: the ALB must not close a connection under a stream the server has not ended yet."
   }
 }
 

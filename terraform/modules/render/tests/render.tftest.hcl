@@ -31,8 +31,18 @@ run "defaults" {
   }
 
   assert {
-    condition     = output.deregistration_delay_s == 300
-    error_message = "The ALB deregistration delay is its own setting (300 s by default), not derived from the grace period."
+    condition     = output.deregistration_delay_s == 420
+    error_message = "The ALB deregistration delay is its own setting (420 s by default), not derived from the grace period."
+  }
+
+  assert {
+    condition     = output.environment["HWS_MAX_STREAM_AGE_S"] == "300" && output.environment["HWS_MAX_STREAM_AGE_OVERRUN_S"] == "60"
+    error_message = "The server must end streams at their age (300 s, then hard after 60 s more)."
+  }
+
+  assert {
+    condition     = output.deregistration_delay_s > output.max_stream_age_s + 60 && output.client_keep_alive_s > output.max_stream_age_s + 60
+    error_message = "The deregistration delay and the client keep-alive must outlast a stream's age and overrun."
   }
 
   assert {
@@ -134,6 +144,52 @@ run "deregistration_delay_above_alb_maximum_is_rejected" {
   }
 
   expect_failures = [var.deregistration_delay_s]
+}
+
+run "deregistration_delay_shorter_than_a_stream_is_rejected" {
+  command = plan
+
+  variables {
+    max_stream_age_s = 600
+  }
+
+  expect_failures = [var.deregistration_delay_s]
+}
+
+run "deregistration_delay_without_margin_for_the_overrun_is_rejected" {
+  command = plan
+
+  variables {
+    deregistration_delay_s   = 380
+    max_stream_age_overrun_s = 60
+  }
+
+  expect_failures = [var.deregistration_delay_s]
+}
+
+run "client_keep_alive_shorter_than_a_stream_is_rejected" {
+  command = plan
+
+  variables {
+    client_keep_alive_s = 300
+  }
+
+  expect_failures = [var.client_keep_alive_s]
+}
+
+run "without_the_age_limit_any_delay_is_accepted" {
+  command = plan
+
+  variables {
+    max_stream_age_s       = 0
+    deregistration_delay_s = 60
+    client_keep_alive_s    = 120
+  }
+
+  assert {
+    condition     = output.environment["HWS_MAX_STREAM_AGE_S"] == "0" && output.deregistration_delay_s == 60
+    error_message = "max_stream_age_s = 0 turns the age limit off and lifts its bound on the delay."
+  }
 }
 
 run "zero_gpus_is_rejected" {
