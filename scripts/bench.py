@@ -208,7 +208,9 @@ class Server:
 
     def __enter__(self) -> Server:
         command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--metrics-port", str(self.metrics_port), "--log-format", "json", *self.args]
+        command += ["--metrics-port", str(self.metrics_port), "--log-format", "json"]
+        # One connection per measured stream: the real continuous stream runs past the stream age limit.
+        command += ["--max-stream-age-s", "0", *self.args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
