@@ -188,7 +188,7 @@ HELP = {
     "metrics_host": "address the metrics endpoint listens on (empty: --host); it has no authentication",
     "model": f"'{EMBEDDED_MODEL}' (bundled, offline), a CTranslate2 model folder, or a model name such as large-v3",
     "model_cache_dir": "where named models are downloaded",
-    "device": "auto (CUDA when CTranslate2 sees a GPU), cpu or cuda",
+    "device": "auto (CUDA when CTranslate2 sees a GPU and can compute on it, else the CPU), cpu or cuda",
     "compute_type": "auto (float16 on GPU, int8 on CPU) or a CTranslate2 compute type",
     "decode_workers": "decodes run at once, each on its own CTranslate2 replica (0: one per core on CPU, 1 on GPU)",
     "cpu_threads": "CTranslate2 threads per decode worker on CPU (0: the cores divided among the workers)",
