@@ -1,4 +1,5 @@
-"""faster-whisper's WhisperModel with an encoder window sized to the audio.
+"""faster-whisper's WhisperModel with an encoder window sized to the audio, falling back to
+sampling for loops only (see generate_with_fallback).
 
 Whisper pads every input to a 30 s window. A streamed utterance is a few seconds
 long, so with the fixed window most of the encoder's work, and of the decoder's
