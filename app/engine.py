@@ -348,9 +348,9 @@ class Engine:
 
     def _warm_up(self) -> None:
         """Encode a second of silence: a device that cannot compute fails here, not on a client's audio."""
-        assert self._model is not None
-        features = self._model.feature_extractor(np.zeros(TARGET_RATE, dtype=np.float32))[:, :-1]
-        self._model.encode_window(features, encoder_frames(features.shape[-1], self.settings.encoder_padding_s))
+        model = self._model
+        model.window.padding_s = self.settings.encoder_padding_s  # a final's window, as a client's would be
+        model.encode(model.feature_extractor(np.zeros(TARGET_RATE, dtype=np.float32)))
 
     @property
     def stalled(self) -> bool:

@@ -613,6 +613,13 @@ def real_speech_phase(server: Server, alone_concurrency: int, limit: int) -> dic
     return out
 
 
+OFFLINE_VARIANTS = {
+    "beam1": {"beam_size": 1},
+    "beam5": {"beam_size": 5},
+    "server": {"beam_size": 1, "condition_on_previous_text": False},
+}
+
+
 def offline_real_phase(limit: int) -> dict[str, Any]:
     """Offline faster-whisper on the joined real stream and on each recording alone.
 
@@ -633,13 +640,6 @@ def offline_real_phase(limit: int) -> dict[str, Any]:
         )
         result[f"alone_{variant}"] = word_errors(list(zip(references, texts["alone"], strict=True)))
     return result
-
-
-OFFLINE_VARIANTS = {
-    "beam1": {"beam_size": 1},
-    "beam5": {"beam_size": 5},
-    "server": {"beam_size": 1, "condition_on_previous_text": False},
-}
 
 
 def offline_real_worker(limit: int) -> None:
