@@ -9,6 +9,11 @@ back. Scheduling rules:
   before partials unless the partial's stream used clearly less (see _pick): a
   stream sending faster than real time, or audio that is costly to decode, waits
   for its own work, not others for it;
+- a backlogged stream (more than one final queued or running: its audio comes
+  faster than it is decoded) runs on the workers left over after one for each open
+  stream that keeps up, and always on at least one: a decode cannot be
+  interrupted, so the worker a real-time stream's next final needs must not be
+  taken by another stream's backlog (see _may_run);
 - each stream has at most one queued partial: a newer one replaces it (the
   replaced future resolves to None), and a final from the stream removes it;
   queued partials run least recently served stream first, one per stream at a time;
@@ -159,6 +164,7 @@ CONTEXT_PAD_S = 0.3  # the VAD's pad before and after speech, left out when judg
 # Slack for Whisper's timings when a decode heard with context is split (see _result): they often
 # stretch the previous utterance's last word into the silence after it.
 CONTEXT_SPLIT_S = 0.25
+NOT_A_WORD = frozenset(" .,!?;:…。，、！？：-–—\"'“”()[]{}¿")  # a "word" of only these is punctuation
 USAGE_DECAY_S = 30.0  # how long a stream's decode time counts against it when jobs are ordered
 PARTIAL_HANDICAP_S = 5.0  # decode seconds a partial's stream must have used less than a final's to go first
 
@@ -252,6 +258,12 @@ def check_model_settings(settings: Settings) -> None:
             )
 
 
+def _decrement(counter: collections.Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
 def _fail(job: _Job, exc: BaseException) -> None:
     if not job.future.done():
         job.future.set_exception(exc)
@@ -268,6 +280,9 @@ class Engine:
         self._partials_running: set[str] = set()  # streams with a partial being decoded
         self._partial_served: dict[str, float] = {}  # stream id -> when its last partial started decoding
         self._usage: dict[str, tuple[float, float]] = {}  # stream id -> (decayed decode seconds, as of when)
+        self._open_finals: collections.Counter[str] = collections.Counter()  # stream id -> finals queued or running
+        self._taken: collections.Counter[str] = collections.Counter()  # stream id -> its jobs on a worker now
+        self._streams: set[str] = set()  # streams that submitted work and have not closed
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self.max_batch_size = 1
@@ -398,9 +413,11 @@ class Engine:
         with self._lock:
             if self._stopping:
                 raise EngineNotReady("the engine is stopping")
+            self._streams.add(stream_id)
             if kind is JobKind.FINAL:
                 self._drop_partial(stream_id)  # its utterance has ended; the final supersedes it
                 self._finals.append(job)
+                self._open_finals[stream_id] += 1
             else:
                 self._drop_partial(stream_id)
                 self._partials[stream_id] = job
@@ -419,7 +436,9 @@ class Engine:
             self._drop_partial(stream_id)
             self._partial_served.pop(stream_id, None)
             self._usage.pop(stream_id, None)
+            self._streams.discard(stream_id)
             self._update_depth()
+            self._lock.notify_all()  # the workers it kept for itself are free for backlogs now
 
     def _drop_partial(self, stream_id: str) -> None:
         old = self._partials.pop(stream_id, None)
@@ -442,10 +461,16 @@ class Engine:
         """
         return [stream_id for stream_id in self._partials if stream_id not in self._partials_running]
 
+    def _runnable(self) -> bool:
+        """Whether a queued job may take a worker now (callers hold the lock)."""
+        return any(self._may_run(job.stream_id) for job in self._finals) or any(
+            self._may_run(stream_id) for stream_id in self._ready_partials()
+        )
+
     def _next_batch(self) -> list[_Job]:
         """Up to max_batch_size jobs, in the order of _pick."""
         with self._lock:
-            while not self._finals and not self._ready_partials() and not self._stopping:
+            while not self._runnable() and not self._stopping:
                 self._lock.wait()
             wait_s = self.settings.batch_wait_ms / 1000
             if wait_s and not self._stopping and len(self._finals) + len(self._partials) < self.max_batch_size:
@@ -469,26 +494,49 @@ class Engine:
         The first queued final of the stream that used the least decode time lately, unless a partial's
         stream used less by more than PARTIAL_HANDICAP_S: among streams of similar use finals go first,
         but a stream flooding the queue with finals does not stop everyone else's partials. Partials of
-        the streams within that margin of the lightest go least recently served first.
+        the streams within that margin of the lightest go least recently served first. Jobs of
+        backlogged streams wait while their share of the workers is taken (_may_run).
         """
         firsts: dict[str, _Job] = {}
         for job in self._finals:
             firsts.setdefault(job.stream_id, job)
-        final = min(firsts.values(), key=lambda job: (self._used(job.stream_id, now), job.enqueued), default=None)
+        finals = [job for job in firsts.values() if self._may_run(job.stream_id)]
+        final = min(finals, key=lambda job: (self._used(job.stream_id, now), job.enqueued), default=None)
         for stream_id in self._ready_partials():
             if now - self._partials[stream_id].enqueued > self.settings.partial_max_age_s:
                 self._drop_partial(stream_id)  # stale: the queue cannot keep up
-        ready = self._ready_partials()
+        ready = [stream_id for stream_id in self._ready_partials() if self._may_run(stream_id)]
         if ready:
             light = min(self._used(stream_id, now) for stream_id in ready) + PARTIAL_HANDICAP_S
             stream_id = min(ready, key=lambda s: (self._used(s, now) > light, self._partial_served.get(s, 0.0)))
             if final is None or self._used(stream_id, now) + PARTIAL_HANDICAP_S < self._used(final.stream_id, now):
                 self._partials_running.add(stream_id)
                 self._partial_served[stream_id] = now
+                self._taken[stream_id] += 1
                 return self._partials.pop(stream_id)
         if final is not None:
             self._finals.remove(final)
+            self._taken[final.stream_id] += 1
         return final
+
+    def _backlogged(self, stream_id: str) -> bool:
+        """More than one final queued or running: the stream's audio comes faster than it is decoded."""
+        return self._open_finals[stream_id] > 1
+
+    def _may_run(self, stream_id: str) -> bool:
+        """Whether a job of this stream may take a worker now (callers hold the lock).
+
+        Backlogged streams together get the workers (batch places, on a GPU) left after one for each
+        open stream that keeps up, and at least one. CTranslate2 cannot interrupt a decode: without
+        this, a stream sending noise or continuous babble at 50x real time fills every worker with 25 s
+        finals, and a real-time stream's next final waits for one of them to end. A lone backlogged
+        stream (a file streamed fast) still gets every worker.
+        """
+        if not self._backlogged(stream_id):
+            return True
+        keeping_up = sum(1 for s in self._streams if not self._backlogged(s))
+        share = max(1, self.workers * self.max_batch_size - keeping_up)  # in jobs: a GPU worker runs batches
+        return sum(n for s, n in self._taken.items() if self._backlogged(s)) < share
 
     def _used(self, stream_id: str, now: float | None = None) -> float:
         """A stream's decode seconds, each weighing less as it ages (time constant USAGE_DECAY_S)."""
@@ -503,9 +551,12 @@ class Engine:
     def _done(self, batch: list[_Job]) -> None:
         with self._lock:
             for job in batch:
+                _decrement(self._taken, job.stream_id)
                 if job.kind is JobKind.PARTIAL:
                     self._partials_running.discard(job.stream_id)
-            self._lock.notify_all()  # a partial that waited for this one may run now
+                else:
+                    _decrement(self._open_finals, job.stream_id)
+            self._lock.notify_all()  # a job that waited for this one may run now
 
     def _run(self) -> None:
         while True:
@@ -779,7 +830,7 @@ def _result(
         for segment in segments
         for w in (segment.words or [])
         if w.start < limit
-        and any(c.isalnum() for c in w.word)  # a lone "." or "..." is no word
+        and not set(w.word.strip()) <= NOT_A_WORD  # a lone "." or "..." is no word; "%" or "$" is one
         and (context is None or segment.start >= context[1] - CONTEXT_SPLIT_S or w.end > offset + CONTEXT_SPLIT_S)
     ]
     words = [Word(w.word.strip(), max(0.0, w.start - offset), max(0.0, w.end - offset), w.probability) for w in kept]

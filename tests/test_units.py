@@ -5,7 +5,9 @@ from __future__ import annotations
 import audioop  # deprecated, present through 3.12: an independent G.711 reference
 import dataclasses
 import itertools
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -374,3 +376,40 @@ def test_a_client_address_without_a_port_means_the_default_grpc_port(given: str,
     from app.client import with_default_port
 
     assert with_default_port(given) == dialled
+
+
+def test_a_backlogged_stream_leaves_a_worker_for_each_stream_that_keeps_up() -> None:
+    from app.engine import DecodeOptions, Engine, JobKind, ModelInfo
+
+    engine = Engine(Settings())
+    engine.info = ModelInfo("queues only", "", "cpu", "int8", False)  # no model and no workers: the queues by hand
+    engine.workers = 2
+    audio, options = np.zeros(16_000, np.float32), DecodeOptions()
+
+    def take() -> Any:
+        with engine._lock:
+            return engine._pick(time.monotonic())
+
+    def label(job: Any) -> tuple[str, JobKind] | None:
+        return None if job is None else (job.stream_id, job.kind)
+
+    engine.submit("captions", JobKind.PARTIAL, audio, options)
+    engine._done([take()])  # a captioning stream, open and keeping up
+    for _ in range(5):  # babble at 50x real time: utterance after utterance, each a final
+        engine.submit("flood", JobKind.FINAL, audio, options)
+    # Two workers, one stream keeping up: the backlog gets one of them, and waits for it.
+    flood = take()
+    assert label(flood) == ("flood", JobKind.FINAL)
+    assert take() is None
+    # The stream that keeps up finds the other worker free.
+    engine.submit("captions", JobKind.FINAL, audio, options)
+    captions = take()
+    assert label(captions) == ("captions", JobKind.FINAL)
+    engine._done([captions])
+    # When it has gone, a lone backlog gets every worker.
+    engine.close_stream("captions")
+    second = take()
+    assert label(second) == ("flood", JobKind.FINAL)
+    assert take() is None  # both workers hold its finals
+    engine._done([flood])
+    assert label(take()) == ("flood", JobKind.FINAL)
