@@ -21,7 +21,6 @@ from importlib import metadata
 import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from app import emf, logs, metrics
 from app.auth import ApiKeyInterceptor, api_keys
@@ -32,6 +31,7 @@ from app.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from app.grpc_metrics import MetricsInterceptor
 from app.health import BoundedHealthServicer
 from app.metrics_http import MetricsServer
+from app.reflection import add_reflection
 from app.service import ServingState, TranscriberServicer
 from app.tls import server_credentials
 
@@ -106,7 +106,7 @@ class App:
         if self.settings.compat:
             names += add_compat_services(self.server, self.settings, self.engine, self.state)
         if self.settings.reflection:
-            reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.server)
+            add_reflection(names, self.server)
         address = f"{self.settings.host}:{self.settings.port}"
         try:
             if self.credentials is not None:

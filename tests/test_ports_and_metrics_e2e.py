@@ -1,4 +1,5 @@
-"""Start-up on a port in use stops with one line and exit 2; metrics and health stand up to hostile callers."""
+"""Start-up on a port in use stops with one line and exit 2; metrics, health and reflection stand up to
+hostile callers."""
 
 from __future__ import annotations
 
@@ -6,10 +7,19 @@ import contextlib
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
+import pytest
+from google.protobuf import descriptor_pool
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from app import reflection
 from tests.helpers import ROOT, ServerProcess, free_port
 
 SLOW_CONNECTIONS = 150  # past the endpoint's cap of 64 open requests
@@ -85,8 +95,6 @@ def test_slow_metrics_connections_cost_no_thread_and_do_not_keep_a_scrape_out(li
 
 
 def test_health_is_bounded_for_callers_without_a_key(live_server: ServerProcess) -> None:
-    import grpc
-    import pytest
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     own_connection = [("grpc.use_local_subchannel_pool", 1)]  # channels in one process share connections otherwise
@@ -111,3 +119,67 @@ def test_health_is_bounded_for_callers_without_a_key(live_server: ServerProcess)
         finally:
             for watch in watches:
                 watch.cancel()
+
+
+def _held_requests(release: threading.Event) -> Iterator[reflection_pb2.ServerReflectionRequest]:
+    """One `list services` request, then the request stream stays open until released."""
+    yield reflection_pb2.ServerReflectionRequest(list_services="")
+    release.wait()
+
+
+def test_reflection_is_bounded_and_still_lists_and_describes(live_server: ServerProcess) -> None:
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]  # channels in one process share connections otherwise
+    release = threading.Event()
+    held: list[grpc.Call] = []
+    with grpc.insecure_channel(live_server.address, own_connection) as channel:
+        try:
+            # What grpcurl list and describe do, through the grpc_reflection client.
+            database = ProtoReflectionDescriptorDatabase(channel)
+            assert {"hws.transcriber.v1.Transcriber", "grpc.reflection.v1alpha.ServerReflection"} <= set(
+                database.get_services()
+            )
+            service = descriptor_pool.DescriptorPool(database).FindServiceByName("hws.transcriber.v1.Transcriber")
+            assert "StreamingTranscribe" in service.methods_by_name
+
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            listing = reflection_pb2.ServerReflectionRequest(list_services="")
+            huge = reflection_pb2.ServerReflectionRequest(file_containing_symbol="x" * 100_000)
+            with pytest.raises(grpc.RpcError) as info:
+                list(stub.ServerReflectionInfo(iter([huge]), timeout=30))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert f"the limit is {reflection.MAX_REQUEST_BYTES}" in info.value.details()
+            assert len(info.value.details()) < 100 and "xxx" not in info.value.details()
+            raw = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+            with pytest.raises(grpc.RpcError) as info:
+                list(raw(iter([b"\xff\xff\xff\xff not a protobuf"]), timeout=30))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "could not be parsed" in info.value.details()
+
+            # The calls above ended (normally and with errors) and hold nothing: the whole quota is free.
+            for _ in range(reflection.MAX_CALLS_PER_CONNECTION):
+                call = stub.ServerReflectionInfo(_held_requests(release), timeout=60)
+                assert next(call).list_services_response.service
+                held.append(call)
+            with pytest.raises(grpc.RpcError) as info:
+                list(stub.ServerReflectionInfo(iter([listing]), timeout=30))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert f"{reflection.MAX_CALLS_PER_CONNECTION} open reflection calls per connection" in info.value.details()
+            # Another connection may still reflect.
+            with grpc.insecure_channel(live_server.address, own_connection) as other:
+                assert ProtoReflectionDescriptorDatabase(other).get_services()
+
+            # A cancelled call gives its slot back; the server learns of the cancel a moment later.
+            held.pop().cancel()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    (reply,) = stub.ServerReflectionInfo(iter([listing]), timeout=30)
+                    assert reply.list_services_response.service
+                    break
+                except grpc.RpcError as error:
+                    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+                    assert time.monotonic() < deadline, "the cancelled call's slot was never freed"
+        finally:
+            release.set()
+            for call in held:
+                call.cancel()
