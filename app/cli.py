@@ -2,8 +2,9 @@
 
 On a terminal, the partial result of the utterance in progress is redrawn in
 place on one line (its end, cut to the terminal's width) and each final
-replaces it; elsewhere only finals are printed. --output writes the finals to
-a txt, srt, vtt or jsonl file (- or --format alone: standard output).
+replaces it; elsewhere only finals are printed. --verbose prints every result
+as a line with its timing from the server. --output writes the finals to a
+txt, srt, vtt or jsonl file (- or --format alone: standard output).
 
 Ctrl-C stops sending: the server finalises the utterance in progress, its
 final is printed and written, and the client exits with 130. A second Ctrl-C
@@ -111,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-utterance-s", type=float, default=0.0, help="forced cut length (0: server default)")
     parser.add_argument(
         "--vad", type=int, choices=(0, 1, 2, 3), default=None, help="VAD aggressiveness (default: the server's)"
+    )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="print every result received as a line, partials included, each followed by its timing from the "
+        "server: the latency after its audio, split into endpoint wait, decode queue, decode and the rest, "
+        "and the decode's real-time factor",
     )
     parser.add_argument("--output", "-o", help="write the finals to this file; - for standard output")
     parser.add_argument(
@@ -229,25 +238,49 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def describe_timing(timing: pb.ResultTiming) -> str:
+    """A result's timing in one line: its latency after its audio, where it went, the decode's real-time factor."""
+    other = max(0.0, timing.latency_s - timing.endpoint_wait_s - timing.queue_wait_s - timing.decode_s)
+    return (
+        f"{timing.latency_s:.2f} s after its audio = endpoint {timing.endpoint_wait_s:.2f} + queue "
+        f"{timing.queue_wait_s:.2f} + decode {timing.decode_s:.2f} + other {other:.2f}; "
+        f"RTF {timing.real_time_factor:.3f} on {timing.decoded_audio_s:.2f} s of audio"
+    )
+
+
 class Display:
-    """One live line on a terminal (a partial, or progress) that never wraps; finals printed as lines."""
+    """One live line on a terminal (a partial, or progress) that never wraps; finals printed as lines.
+
+    Verbose: every result is printed as a line, partials too (none is redrawn), each followed by its timing.
+    """
 
     PREFIX = "  … "
 
-    def __init__(self, out: TextIO, finals: bool = True) -> None:
+    def __init__(self, out: TextIO, finals: bool = True, verbose: bool = False) -> None:
         self.out = out
         self.finals = finals
+        self.verbose = verbose
         self.live = out.isatty()
         self._shown = False
 
     def final(self, result: pb.SpeechResult) -> None:
         self.clear()
-        if self.finals and result.text:
+        if self.verbose:
+            self._logged(f"[{result.start_s:7.2f} - {result.end_s:7.2f}] {result.text.strip()}", result)
+        elif self.finals and result.text:
             self.out.write(f"[{result.start_s:7.2f} - {result.end_s:7.2f}] {result.text.strip()}\n")
             self.out.flush()
 
     def partial(self, result: pb.SpeechResult) -> None:
+        if self.verbose:
+            self.clear()
+            self._logged(f"{self.PREFIX}[{result.start_s:7.2f} - {result.end_s:7.2f}] {result.text.strip()}", result)
+            return
         self._line(result.stable_text, result.text[len(result.stable_text) :])
+
+    def _logged(self, line: str, result: pb.SpeechResult) -> None:
+        self.out.write(f"{line}\n    timing: {describe_timing(result.timing)}\n")
+        self.out.flush()
 
     def progress(self, done_s: float, total_s: float | None) -> None:
         share = f" of {_clock(total_s)} ({min(100, round(100 * done_s / total_s))} %)" if total_s else ""
@@ -352,7 +385,7 @@ def _transcribe(args: argparse.Namespace, output: Output | None) -> int:
     if args.mic:
         source, recorder = _source(args)
     to_stdout = output is not None and output.to_stdout
-    display = Display(sys.stderr if to_stdout else sys.stdout, finals=not to_stdout)
+    display = Display(sys.stderr if to_stdout else sys.stdout, finals=not to_stdout, verbose=args.verbose)
     feed = client.Feed(source.chunks)
     interrupts = Interrupts(feed, display)
     signal.signal(signal.SIGINT, interrupts)

@@ -96,6 +96,16 @@ class Quality:
 
 
 @dataclasses.dataclass(frozen=True)
+class DecodeTiming:
+    """What one decode cost, as the worker measured it (the proto's ResultTiming is built from it)."""
+
+    queued_s: float  # from the job's submission to its batch's start
+    seconds: float  # model time: the job's share of its batch's encoder pass plus its own decode (hws_decode_seconds)
+    audio_s: float  # audio the decode read (hws_decoded_audio_seconds_total)
+    done_at: float  # time.monotonic() when the decode ended
+
+
+@dataclasses.dataclass(frozen=True)
 class DecodeResult:
     text: str
     words: list[Word]
@@ -103,6 +113,7 @@ class DecodeResult:
     language: str
     language_probability: float
     quality: Quality = dataclasses.field(default_factory=Quality)
+    timing: DecodeTiming | None = None  # set by the worker that ran the decode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -637,22 +648,28 @@ class Engine:
                 _fail(job, exc)
                 continue
             kind = job.kind.value
-            seconds = encode_s + time.monotonic() - job_started
+            done_at = time.monotonic()
+            timing = DecodeTiming(
+                queued_s=started - job.enqueued,
+                seconds=encode_s + done_at - job_started,
+                audio_s=job.audio.shape[0] / TARGET_RATE,
+                done_at=done_at,
+            )
             log.debug(
                 "decoded",
                 stream_id=job.stream_id,
                 kind=kind,
-                audio_s=round(job.audio.shape[0] / TARGET_RATE, 2),
+                audio_s=round(timing.audio_s, 2),
                 context=job.context is not None,
-                queued_s=round(started - job.enqueued, 3),
-                seconds=round(seconds, 3),
+                queued_s=round(timing.queued_s, 3),
+                seconds=round(timing.seconds, 3),
                 temperature=result.quality.temperature,
             )
-            self._charge(job.stream_id, seconds)
-            metrics.DECODE_SECONDS.labels(kind=kind).observe(seconds)
-            metrics.DECODED_AUDIO_SECONDS.labels(kind=kind).inc(job.audio.shape[0] / TARGET_RATE)
+            self._charge(job.stream_id, timing.seconds)
+            metrics.DECODE_SECONDS.labels(kind=kind).observe(timing.seconds)
+            metrics.DECODED_AUDIO_SECONDS.labels(kind=kind).inc(timing.audio_s)
             if not job.future.done():  # the watchdog may have given up on it
-                job.future.set_result(result)
+                job.future.set_result(dataclasses.replace(result, timing=timing))
 
     def _encode(self, jobs: list[_Job], features: list[np.ndarray]) -> list[ctranslate2.StorageView]:
         """A batch-of-one encoder output per job, from one encoder pass per window length in the batch.

@@ -35,14 +35,27 @@ AUDIO_RECEIVED_SECONDS = Counter("hws_audio_received_seconds_total", "Seconds of
 UTTERANCES = Counter(
     "hws_utterances_total", "Utterances ended, by outcome (transcribed, too_short, empty).", ("outcome",)
 )
+# The latency metrics count results sent, the same times as each SpeechResult's `timing` (see the proto).
 FINAL_LATENCY = Histogram(
     "hws_final_latency_seconds",
-    "From the end of an utterance's audio (endpoint detected) to its final result sent.",
+    "From the endpoint (the arrival of the audio that ended an utterance) to its final result sent.",
     buckets=_LATENCY_BUCKETS,
 )
 PARTIAL_LATENCY = Histogram(
     "hws_partial_latency_seconds",
-    "From a partial decode's request to its partial result sent.",
+    "From the arrival of the audio a partial covers (its decode is requested then) to the partial result sent.",
+    buckets=_LATENCY_BUCKETS,
+)
+ENDPOINT_WAIT = Histogram(
+    "hws_endpoint_wait_seconds",
+    "Finals sent: from the arrival of the utterance's last voiced audio to the endpoint (timing.endpoint_wait_s).",
+    buckets=_LATENCY_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "hws_queue_wait_seconds",
+    "Results sent: time waiting for a decode worker after the endpoint or the partial's audio end, by kind "
+    "(timing.queue_wait_s).",
+    ("kind",),
     buckets=_LATENCY_BUCKETS,
 )
 DECODE_SECONDS = Histogram(
@@ -78,6 +91,8 @@ for _flag in Flag:
     FINAL_FLAGS.labels(flag=_flag.value)
 for _outcome in ("used", "wasted"):
     SPECULATIVE_FINALS.labels(outcome=_outcome)
+for _kind in ("partial", "final"):
+    QUEUE_WAIT.labels(kind=_kind)
 MODEL_LOAD_SECONDS = Gauge("hws_model_load_seconds", "Time the model took to load.")
 READY = Gauge("hws_ready", "1 when the model is loaded and the server accepts streams, else 0.")
 BUILD_INFO = Gauge(

@@ -219,6 +219,14 @@ def result_to_pb(result: Result) -> pb.SpeechResult:
             temperature=result.quality.temperature,
             flags=[pb.ResultQuality.Flag.Value(flag.value) for flag in result.quality.flags],
         ),
+        timing=pb.ResultTiming(
+            latency_s=result.timing.latency_s,
+            endpoint_wait_s=result.timing.endpoint_wait_s,
+            queue_wait_s=result.timing.queue_wait_s,
+            decode_s=result.timing.decode_s,
+            decoded_audio_s=result.timing.decoded_audio_s,
+            real_time_factor=result.timing.real_time_factor,
+        ),
     )
 
 

@@ -11,6 +11,7 @@ utterance k+1).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import enum
 import time
@@ -22,7 +23,7 @@ import structlog
 
 from app import metrics
 from app.audio import TARGET_RATE, AudioDecoder, AudioFormatError, Encoding, RecentAudio
-from app.engine import Context, DecodeOptions, DecodeResult, Engine, EngineNotReady, JobKind, Quality
+from app.engine import Context, DecodeOptions, DecodeResult, DecodeTiming, Engine, EngineNotReady, JobKind, Quality
 from app.quality import Flag
 from app.stabilizer import LocalAgreement
 from app.vad import Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
@@ -40,6 +41,8 @@ MAX_PENDING_FINALS = 4  # per stream; past it reading pauses (gRPC flow control 
 PROGRESS_STEP_S = 2.0  # through silence, the final offset is reported at least this often
 # A final hears the stream from the previous utterance's start (see Engine._decode), if that fits this.
 CONTEXT_WINDOW_S = 28.0
+# Arrival times are kept per this much audio at the finest: a client sending tiny messages costs no more.
+ARRIVAL_STEP = TARGET_RATE // 100
 
 
 class FailureCode(enum.Enum):
@@ -92,6 +95,69 @@ class WordTiming:
 
 
 @dataclasses.dataclass(frozen=True)
+class Timing:
+    """Where a result's latency went, in seconds of the server's monotonic clock (the proto's ResultTiming)."""
+
+    latency_s: float = 0.0
+    endpoint_wait_s: float = 0.0
+    queue_wait_s: float = 0.0
+    decode_s: float = 0.0
+    decoded_audio_s: float = 0.0
+    real_time_factor: float = 0.0
+
+
+def result_timing(audio_end_at: float, endpoint_at: float, decode: DecodeTiming, sent_at: float) -> Timing:
+    """Split a result's latency, from the arrival of its audio end to `sent_at`, into parts that do not overlap.
+
+    First the wait for the endpoint (`endpoint_at`; for a partial, its audio end). Of the time from the
+    endpoint to the decode's end, the decode's model time comes last and the rest is queue wait; a decode
+    that started before the endpoint (a final begun in the pause) counts only its part after it. The parts
+    add up to max(endpoint_at, decode.done_at) - audio_end_at, at most the latency.
+    """
+    after_endpoint = max(0.0, decode.done_at - endpoint_at)
+    decode_s = min(decode.seconds, after_endpoint)
+    return Timing(
+        latency_s=sent_at - audio_end_at,
+        endpoint_wait_s=endpoint_at - audio_end_at,
+        queue_wait_s=after_endpoint - decode_s,
+        decode_s=decode_s,
+        decoded_audio_s=decode.audio_s,
+        real_time_factor=decode.seconds / decode.audio_s if decode.audio_s else 0.0,
+    )
+
+
+class _Arrivals:
+    """When the stream's audio arrived: the stream position one past each message's last sample, and the time.
+
+    A message that ends at most ARRIVAL_STEP after the entry before the last merges into the last, so
+    there is at most about one entry per ARRIVAL_STEP of audio, and a position reads a time at most that
+    much audio late.
+    """
+
+    def __init__(self) -> None:
+        self._ends: list[int] = []
+        self._times: list[float] = []
+
+    def add(self, end: int, at: float) -> None:
+        if len(self._ends) >= 2 and end - self._ends[-2] <= ARRIVAL_STEP:
+            self._ends[-1], self._times[-1] = end, at
+        else:
+            self._ends.append(end)
+            self._times.append(at)
+
+    def at(self, position: int) -> float:
+        """When the sample just before `position` had arrived."""
+        index = min(bisect.bisect_left(self._ends, position), len(self._ends) - 1)
+        return self._times[index]
+
+    def forget(self, before: int) -> None:
+        """Drop the entries of audio that ends before `before`: no later lookup asks for it."""
+        index = bisect.bisect_left(self._ends, before)
+        if index:
+            del self._ends[:index], self._times[:index]
+
+
+@dataclasses.dataclass(frozen=True)
 class Result:
     final_offset_s: float  # every sample before it is final (see the proto)
     utterance_id: str
@@ -106,6 +172,7 @@ class Result:
     start_s: float
     end_s: float
     quality: Quality = dataclasses.field(default_factory=Quality)
+    timing: Timing = dataclasses.field(default_factory=Timing)
 
 
 class EventType(enum.Enum):
@@ -148,7 +215,7 @@ class _PendingPartial:
     utterance: _Utterance
     audio_len: int
     future: Future[DecodeResult | None]
-    requested: float
+    audio_end_at: float  # when the audio it covers had arrived (it was requested then)
     start: int = 0  # where the decoded audio begins in the utterance: > 0 for a tail
 
 
@@ -157,7 +224,8 @@ class _PendingFinal:
     utterance: _Utterance
     end: int
     future: Future[DecodeResult | None]
-    ended_at: float
+    voiced_at: float  # when the utterance's last voiced audio had arrived
+    endpoint_at: float  # when the audio that ended the utterance had arrived (or the stream ended)
 
 
 @dataclasses.dataclass
@@ -187,6 +255,7 @@ class Session:
         start = round(offset_s * TARGET_RATE)
         self._segmenter = Segmenter(params.vad, start)
         self._recent = RecentAudio(CONTEXT_WINDOW_S, start)
+        self._arrivals = _Arrivals()
         self._previous: SpeechEnd | None = None  # the last utterance sent to the model
         self._marked_pos = start  # the last final position queued as a _Mark
         self._final_pos = start  # the last final position delivered
@@ -273,6 +342,7 @@ class Session:
             self._items.put_nowait(None)
 
     async def push(self, chunk: bytes) -> None:
+        arrived = time.monotonic()
         if self._past(self._hard_end_at):
             raise self._overrun()
         received = self._decoder.input_seconds
@@ -281,28 +351,33 @@ class Session:
         except AudioFormatError as exc:
             raise StreamFailure(FailureCode.INVALID_ARGUMENT, str(exc)) from None
         metrics.AUDIO_RECEIVED_SECONDS.inc(self._decoder.input_seconds - received)
-        await self._feed(samples)
+        await self._feed(samples, arrived)
 
     async def _finish(self) -> None:
         self._aged_at = self._hard_end_at = None  # ending anyway: its last audio is finalised here
-        await self._feed(self._decoder.flush())
-        await self._handle(self._segmenter.finish())
+        ended = time.monotonic()
+        await self._feed(self._decoder.flush(), ended)
+        await self._handle(self._segmenter.finish(), ended)
         self._items.put_nowait(_Mark(self._segmenter.final_position))
 
-    async def _feed(self, samples: np.ndarray) -> None:
+    async def _feed(self, samples: np.ndarray, arrived: float) -> None:
         self._samples += samples.shape[0]
         self._recent.append(samples)
-        await self._handle(self._segmenter.feed(samples))
+        if samples.shape[0]:
+            self._arrivals.add(self._recent.end, arrived)
+        await self._handle(self._segmenter.feed(samples), arrived)
+        self._arrivals.forget(self._segmenter.final_position)  # no later utterance has voiced audio before it
         if self._utterance is None and self._past(self._aged_at):
             raise self._aged(self._segmenter.final_position)
-        self._maybe_request_partial()
+        self._maybe_request_partial(arrived)
         self._maybe_speculate()
         position = self._segmenter.final_position
         if position - self._marked_pos >= PROGRESS_STEP_S * TARGET_RATE:
             self._marked_pos = position
             self._items.put_nowait(_Mark(position))
 
-    async def _handle(self, events: list[SpeechStart | SpeechEnd | SpeechDiscarded]) -> None:
+    async def _handle(self, events: list[SpeechStart | SpeechEnd | SpeechDiscarded], arrived: float) -> None:
+        """The segmenter's events from audio that arrived at `arrived` (or from the stream's end then)."""
         for event in events:
             if isinstance(event, SpeechStart):
                 if self._past(self._aged_at):  # between two utterances: the next starts on the next connection
@@ -332,7 +407,8 @@ class Session:
                     self._drop_speculative(utterance)
                 future = self._submit_final(event)
             self._previous = event
-            self._items.put_nowait(_PendingFinal(utterance, event.end, future, time.monotonic()))
+            voiced_at = self._arrivals.at(event.voiced_end)
+            self._items.put_nowait(_PendingFinal(utterance, event.end, future, voiced_at, arrived))
 
     @staticmethod
     def _past(deadline: float | None) -> bool:
@@ -366,7 +442,7 @@ class Session:
                 retry_after_s=self._backlog_timeout_s,
             ) from None
 
-    def _maybe_request_partial(self) -> None:
+    def _maybe_request_partial(self, arrived: float) -> None:
         utterance = self._utterance
         if utterance is None or not self.params.interim_results:
             return
@@ -389,7 +465,7 @@ class Session:
         if utterance.stabilizer.committed_words and tail_start >= PARTIAL_TAIL_MIN_SKIP_S * TARGET_RATE:
             start = tail_start
         future = self._submit(JobKind.PARTIAL, audio[start:])
-        self._items.put_nowait(_PendingPartial(utterance, audio.shape[0], future, time.monotonic(), start))
+        self._items.put_nowait(_PendingPartial(utterance, audio.shape[0], future, arrived, start))
 
     def _maybe_speculate(self) -> None:
         """Start the final's decode early, in a pause that has reached the VAD's kept pad, on an idle worker.
@@ -488,7 +564,11 @@ class Session:
         if utterance.stabilizer.committed_words > committed:
             utterance.committed_at = item.audio_len
         utterance.partials_sent = True
-        metrics.PARTIAL_LATENCY.observe(time.monotonic() - item.requested)
+        assert decoded.timing is not None
+        sent_at = time.monotonic()
+        timing = result_timing(item.audio_end_at, item.audio_end_at, decoded.timing, sent_at)
+        metrics.PARTIAL_LATENCY.observe(sent_at - item.audio_end_at)
+        metrics.QUEUE_WAIT.labels(kind="partial").observe(timing.queue_wait_s)
         start = utterance.start / TARGET_RATE
         return Result(
             final_offset_s=self._final_pos / TARGET_RATE,
@@ -504,6 +584,7 @@ class Session:
             start_s=start,
             end_s=start + item.audio_len / TARGET_RATE,
             quality=decoded.quality,
+            timing=timing,
         )
 
     async def _final(self, item: _PendingFinal) -> Result | None:
@@ -530,7 +611,12 @@ class Session:
         words = [
             WordTiming(w.word, min(start + w.start, end), min(start + w.end, end), w.probability) for w in decoded.words
         ]
-        metrics.FINAL_LATENCY.observe(time.monotonic() - item.ended_at)
+        assert decoded.timing is not None
+        sent_at = time.monotonic()
+        timing = result_timing(item.voiced_at, item.endpoint_at, decoded.timing, sent_at)
+        metrics.FINAL_LATENCY.observe(sent_at - item.endpoint_at)
+        metrics.ENDPOINT_WAIT.observe(timing.endpoint_wait_s)
+        metrics.QUEUE_WAIT.labels(kind="final").observe(timing.queue_wait_s)
         return self._reporting(
             Result(
                 final_offset_s=self._final_pos / TARGET_RATE,
@@ -546,6 +632,7 @@ class Session:
                 start_s=start,
                 end_s=end,
                 quality=signals,
+                timing=timing,
             )
         )
 

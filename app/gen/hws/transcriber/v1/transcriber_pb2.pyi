@@ -101,7 +101,7 @@ class WordInfo(_message.Message):
     def __init__(self, word: _Optional[str] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class SpeechResult(_message.Message):
-    __slots__ = ("utterance_id", "is_final", "stability", "text", "stable_text", "words", "confidence", "language", "language_probability", "start_s", "end_s", "quality")
+    __slots__ = ("utterance_id", "is_final", "stability", "text", "stable_text", "words", "confidence", "language", "language_probability", "start_s", "end_s", "quality", "timing")
     UTTERANCE_ID_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
     STABILITY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class SpeechResult(_message.Message):
     START_S_FIELD_NUMBER: _ClassVar[int]
     END_S_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    TIMING_FIELD_NUMBER: _ClassVar[int]
     utterance_id: str
     is_final: bool
     stability: float
@@ -126,7 +127,24 @@ class SpeechResult(_message.Message):
     start_s: float
     end_s: float
     quality: ResultQuality
-    def __init__(self, utterance_id: _Optional[str] = ..., is_final: _Optional[bool] = ..., stability: _Optional[float] = ..., text: _Optional[str] = ..., stable_text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., quality: _Optional[_Union[ResultQuality, _Mapping]] = ...) -> None: ...
+    timing: ResultTiming
+    def __init__(self, utterance_id: _Optional[str] = ..., is_final: _Optional[bool] = ..., stability: _Optional[float] = ..., text: _Optional[str] = ..., stable_text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[WordInfo, _Mapping]]] = ..., confidence: _Optional[float] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., quality: _Optional[_Union[ResultQuality, _Mapping]] = ..., timing: _Optional[_Union[ResultTiming, _Mapping]] = ...) -> None: ...
+
+class ResultTiming(_message.Message):
+    __slots__ = ("latency_s", "endpoint_wait_s", "queue_wait_s", "decode_s", "decoded_audio_s", "real_time_factor")
+    LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    DECODE_S_FIELD_NUMBER: _ClassVar[int]
+    DECODED_AUDIO_S_FIELD_NUMBER: _ClassVar[int]
+    REAL_TIME_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    latency_s: float
+    endpoint_wait_s: float
+    queue_wait_s: float
+    decode_s: float
+    decoded_audio_s: float
+    real_time_factor: float
+    def __init__(self, latency_s: _Optional[float] = ..., endpoint_wait_s: _Optional[float] = ..., queue_wait_s: _Optional[float] = ..., decode_s: _Optional[float] = ..., decoded_audio_s: _Optional[float] = ..., real_time_factor: _Optional[float] = ...) -> None: ...
 
 class ResultQuality(_message.Message):
     __slots__ = ("no_speech_prob", "avg_logprob", "compression_ratio", "temperature", "flags")
