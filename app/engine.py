@@ -59,6 +59,7 @@ from faster_whisper.utils import available_models
 from app import metrics, quality
 from app.audio import TARGET_RATE
 from app.config import EMBEDDED_MODEL, Settings, setting_error
+from app.stabilizer import word_key
 from app.windowed_model import WindowedWhisperModel, encoder_frames
 
 log = structlog.get_logger("hws.engine")
@@ -114,6 +115,7 @@ class DecodeResult:
     language_probability: float
     quality: Quality = dataclasses.field(default_factory=Quality)
     timing: DecodeTiming | None = None  # set by the worker that ran the decode
+    misreads_context: bool = False  # heard with context, but not as context (see _misreads_context)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +177,7 @@ CONTEXT_PAD_S = 0.3  # the VAD's pad before and after speech, left out when judg
 # Slack for Whisper's timings when a decode heard with context is split (see _result): they often
 # stretch the previous utterance's last word into the silence after it.
 CONTEXT_SPLIT_S = 0.25
+REREAD_WORDS = 2  # a final heard with context whose words begin as the context's did read it again
 NOT_A_WORD = frozenset(" .,!?;:…。，、！？：-–—\"'“”()[]{}¿")  # a "word" of only these is punctuation
 USAGE_DECAY_S = 30.0  # how long a stream's decode time counts against it when jobs are ordered
 PARTIAL_HANDICAP_S = 5.0  # decode seconds a partial's stream must have used less than a final's to go first
@@ -719,13 +722,17 @@ class Engine:
         The context is the stream's audio from the previous utterance on: offline Whisper hears the
         speech before an utterance in the same 30 s window, and measured on real speech that context
         is worth a tenth of the errors. When the words kept do not cover the utterance (the model
-        stopped after the context), the utterance is decoded alone instead.
+        stopped after the context), or begin as the context's words did (the model read the previous
+        utterance again and its timings ran past the split: "This is" for "Montreal forced what's
+        called aligner" after "This is the other Montreal forced aligner"), the utterance is decoded
+        alone instead. Speech that really repeats the utterance before loses only the context.
         """
         self._inject_fault(job)
         result = self._generate(job, features, encoder_output)
         context = job.context
-        if context and not _covers(result.words, (job.audio.shape[0] - context.utterance_start) / TARGET_RATE):
-            log.debug("context_dropped", stream_id=job.stream_id, text=result.text)
+        utterance_s = (job.audio.shape[0] - context.utterance_start) / TARGET_RATE if context else 0.0
+        if context and (result.misreads_context or not _covers(result.words, utterance_s)):
+            log.debug("context_dropped", stream_id=job.stream_id, text=result.text, reread=result.misreads_context)
             alone = dataclasses.replace(job, audio=job.audio[context.utterance_start :], context=None)
             features = self._model.feature_extractor(alone.audio)
             frames = features.shape[-1] - 1  # generate_segments leaves out the last frame
@@ -838,6 +845,7 @@ def _result(
     """
     limit = speech_end_s - quality.TRAILING_WORD_MARGIN_S
     segments = [segment for segment in segments if segment.start < limit]
+    heard = segments
     offset = 0.0
     if context is not None:
         offset, previous_end = context
@@ -850,6 +858,7 @@ def _result(
         and not set(w.word.strip()) <= NOT_A_WORD  # a lone "." or "..." is no word; "%" or "$" is one
         and (context is None or segment.start >= context[1] - CONTEXT_SPLIT_S or w.end > offset + CONTEXT_SPLIT_S)
     ]
+    misread = context is not None and _misreads_context(heard, kept, offset)
     words = [Word(w.word.strip(), max(0.0, w.start - offset), max(0.0, w.end - offset), w.probability) for w in kept]
     kept = quality.without_invented_sign_off(kept)
     words = words[: len(kept)]
@@ -883,4 +892,23 @@ def _result(
     )
     if repeat is not None and quality.Flag.REPETITION not in signals.flags:
         signals = dataclasses.replace(signals, flags=(*signals.flags, quality.Flag.REPETITION))
-    return DecodeResult(text, words, math.exp(signals.avg_logprob), language, language_probability, signals)
+    return DecodeResult(
+        text, words, math.exp(signals.avg_logprob), language, language_probability, signals, misreads_context=misread
+    )
+
+
+def _misreads_context(segments: list[Segment], kept: list[Any], utterance_start_s: float) -> bool:
+    """Whether a decode heard with context did not read it as such: no words in the context, or the
+    utterance's words begin with the first REREAD_WORDS words of the context's (it was read again)."""
+    kept_ids = {id(w) for w in kept}
+    heard = [
+        word_key(w.word)
+        for s in segments
+        for w in (s.words or [])
+        if id(w) not in kept_ids and w.end <= utterance_start_s + CONTEXT_SPLIT_S
+    ]
+    heard = [key for key in heard if key]
+    own = [key for key in (word_key(w.word) for w in kept) if key]
+    if not heard:
+        return bool(own)
+    return len(heard) >= REREAD_WORDS and len(own) >= REREAD_WORDS and own[:REREAD_WORDS] == heard[:REREAD_WORDS]

@@ -257,6 +257,34 @@ def test_a_decode_heard_with_context_keeps_the_utterances_words_in_its_times() -
     assert _decoded([merged], speech_end_s=4.0, context=(2.0, 1.5)).text == "The grass"
 
 
+def test_a_decode_that_does_not_read_its_context_as_context_is_marked() -> None:
+    # Context: "This is the other aligner." ends at 2.0 s; the utterance starts at 2.5 s.
+    said = [("This", 0.1, 0.4), ("is", 0.4, 0.6), ("the", 0.6, 0.8), ("other", 0.8, 1.2), ("aligner.", 1.2, 1.9)]
+    read_well = [_segment(0.0, 2.0, said), _segment(2.5, 4.0, [("Montreal", 2.6, 3.1), ("forced.", 3.1, 3.8)])]
+    assert not _decoded(read_well, speech_end_s=4.0, context=(2.5, 2.0)).misreads_context
+    # The previous utterance's words, timed over this one's audio: nothing read in the context.
+    shifted = [_segment(2.5, 4.5, [(w, 2.5 + s, 2.5 + e) for w, s, e in said])]
+    result = _decoded(shifted, speech_end_s=4.0, context=(2.5, 2.0))
+    assert result.text.startswith("This is the") and result.misreads_context
+    # Read in the context, then read again as the utterance.
+    again = [_segment(0.0, 2.0, said), _segment(2.5, 4.0, [("This", 2.6, 2.9), ("is", 2.9, 3.2), ("it.", 3.2, 3.6)])]
+    assert _decoded(again, speech_end_s=4.0, context=(2.5, 2.0)).misreads_context
+
+
+def test_symbols_are_words_and_punctuation_is_not() -> None:
+    said = [("It", 0.1, 0.3), ("rose", 0.3, 0.6), ("7.7", 0.6, 1.0), ("%", 1.0, 1.2), ("to", 1.2, 1.3)]
+    said += [("$", 1.3, 1.4), ("5", 1.4, 1.6), ("...", 1.6, 1.7)]
+    assert [w.word for w in _decoded([_segment(0.0, 2.0, said)], 3.0).words] == [
+        "It",
+        "rose",
+        "7.7",
+        "%",
+        "to",
+        "$",
+        "5",
+    ]
+
+
 def test_quality_flags_follow_whispers_thresholds() -> None:
     doubtful = _segment(0.0, 1.0, [("Okay.", 0.1, 0.5)], no_speech_prob=0.9, avg_logprob=-1.3, temperature=0.4)
     flags = _decoded([doubtful], 2.0).quality.flags
