@@ -167,6 +167,38 @@ def test_a_shorter_forced_cut_set_in_an_utterance_cuts_every_later_piece_to_it()
         assert current.start == previous.end, "forced cuts lose no audio"
 
 
+def test_a_resumed_stream_starts_with_the_settings_in_force_and_sends_later_updates_again() -> None:
+    from app.client import _SentAudio
+    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+
+    applied, refused = pb.ConfigUpdate.APPLIED, pb.ConfigUpdate.REFUSED
+    first, second, third, fourth = (
+        pb.StreamingConfig(recognition=pb.RecognitionConfig(endpoint_silence_ms=ms)) for ms in (200, 300, 400, 600)
+    )
+    sent = _SentAudio(32000, 2, first)  # 16 kHz LINEAR16
+    second_of_audio = b"\0" * 32000
+    sent.add(second_of_audio)
+    second_sent = sent.update(second)  # at 1 s
+    sent.add(second_of_audio)
+    third_sent = sent.update(third)  # at 2 s
+    sent.add(second_of_audio)
+    fourth_sent = sent.update(fourth)  # at 3 s
+    sent.add(second_of_audio)
+    assert sent.acknowledged(second_sent, applied) and sent.acknowledged(third_sent, refused)
+    assert sent.acknowledged(fourth_sent, applied)
+    sent.finalised(2.5)
+    offset_s, audio, settings, again = sent.snapshot()
+    # Behind the final offset: the applied update is the settings in force, the refused one is gone.
+    assert (offset_s, len(audio), settings) == (2.5, 48000, second)
+    # Ahead of it: sent again at its place in the audio sent again; its second answer is not news.
+    assert again == [(16000, fourth_sent)]
+    assert not sent.acknowledged(fourth_sent, applied)
+    # An update not yet answered blocks nothing that came before it and is sent again too.
+    fifth_sent = sent.update(first)
+    sent.finalised(4.0)
+    assert sent.snapshot()[2:] == (fourth, [(0, fifth_sent)])
+
+
 def test_local_agreement_commits_only_agreed_prefix_and_never_retracts() -> None:
     stabilizer = LocalAgreement()
     assert stabilizer.update("the cat").stable_text == ""
