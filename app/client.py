@@ -4,7 +4,9 @@ Sources yield LINEAR16 chunks at a known rate: a file (any format PyAV
 decodes, decoded block by block and resampled to 16 kHz mono, so memory stays
 flat however long the file), raw PCM from a binary stream such as stdin, or the
 microphone through SoX `rec`. `Feed` reads a source on its own thread, so a
-stream can be stopped at once even while the source blocks.
+stream can be stopped at once even while the source blocks. A source may also
+yield a `StreamingConfig` between its chunks: `stream_resumable` sends it as a
+settings update at that point of the audio.
 """
 
 from __future__ import annotations
@@ -36,9 +38,13 @@ class SourceError(ValueError):
     """An input that cannot be streamed (not audio, no audio stream, no `rec`); the message says why."""
 
 
+# What a source yields: audio, or new settings for the stream from that point of the audio on.
+Chunk = bytes | pb.StreamingConfig
+
+
 @dataclasses.dataclass(frozen=True)
 class AudioSource:
-    chunks: Iterable[bytes]
+    chunks: Iterable[Chunk]
     sample_rate_hz: int
     encoding: int = pb.LINEAR16
     channels: int = 1
@@ -184,8 +190,8 @@ class Feed:
     kept in `error` for the caller instead of surfacing inside gRPC's request thread.
     """
 
-    def __init__(self, chunks: Iterable[bytes], depth: int = 10) -> None:
-        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+    def __init__(self, chunks: Iterable[Chunk], depth: int = 10) -> None:
+        self._queue: queue.Queue[Chunk | None] = queue.Queue(depth)
         self._stopped = threading.Event()
         self.error: Exception | None = None
         threading.Thread(target=self._read, args=(chunks,), name="hws-source", daemon=True).start()
@@ -193,7 +199,7 @@ class Feed:
     def stop(self) -> None:
         self._stopped.set()
 
-    def _put(self, item: bytes | None) -> None:
+    def _put(self, item: Chunk | None) -> None:
         while not self._stopped.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -201,7 +207,7 @@ class Feed:
             except queue.Full:
                 continue
 
-    def _read(self, chunks: Iterable[bytes]) -> None:
+    def _read(self, chunks: Iterable[Chunk]) -> None:
         try:
             for chunk in chunks:
                 self._put(chunk)
@@ -212,7 +218,7 @@ class Feed:
         finally:
             self._put(None)
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[Chunk]:
         while not self._stopped.is_set():
             try:
                 chunk = self._queue.get(timeout=0.1)
@@ -283,19 +289,49 @@ def _pushback_s(exc: grpc.RpcError) -> float:
     return 0.0
 
 
-class _SentAudio:
-    """The audio sent since the last final offset: what a resumed stream must send again."""
+@dataclasses.dataclass(eq=False)
+class _Update:
+    """A settings update sent on the stream, where it sits in the audio, and the server's answer to it."""
 
-    def __init__(self, bytes_per_second: int, frame_bytes: int) -> None:
+    config: pb.StreamingConfig
+    position: int  # bytes of audio sent before it, from the start of the logical stream
+    outcome: int = pb.ConfigUpdate.OUTCOME_UNSPECIFIED  # until acknowledged
+
+
+class _SentAudio:
+    """What a resumed stream must send again: the audio after the last final offset, and the settings.
+
+    The settings in force where that audio starts go in the new stream's first config; the updates sent
+    within it are sent again at their place in it, so that every utterance is transcribed under the
+    settings it had on the first connection.
+    """
+
+    def __init__(self, bytes_per_second: int, frame_bytes: int, config: pb.StreamingConfig) -> None:
         self.bytes_per_second = bytes_per_second
         self.frame_bytes = frame_bytes
         self.offset_s = 0.0  # stream time of kept[0]
+        self.dropped = 0  # bytes sent before kept[0]
         self.kept = bytearray()
+        self.config = config  # the settings in force at kept[0]
+        self.updates: list[_Update] = []  # not yet folded into `config`, in the order sent
         self.lock = threading.Lock()
 
     def add(self, chunk: bytes) -> None:
         with self.lock:
             self.kept.extend(chunk)
+
+    def update(self, config: pb.StreamingConfig) -> _Update:
+        with self.lock:
+            update = _Update(config, self.dropped + len(self.kept))
+            self.updates.append(update)
+            return update
+
+    def acknowledged(self, update: _Update, outcome: int) -> bool:
+        """Record the server's answer; False when the update already had this one (it was sent again)."""
+        with self.lock:
+            new = update.outcome != outcome
+            update.outcome = outcome
+            return new
 
     def finalised(self, final_offset_s: float) -> None:
         with self.lock:
@@ -304,10 +340,35 @@ class _SentAudio:
             if drop > 0:
                 del self.kept[:drop]
                 self.offset_s += drop / self.bytes_per_second
+                self.dropped += drop
+            # The server answers an update before any response whose final offset passes it, so updates
+            # behind the final offset have their answer: the applied ones are now the settings in force.
+            while self.updates and self.updates[0].position <= self.dropped and self.updates[0].outcome:
+                update = self.updates.pop(0)
+                if update.outcome == pb.ConfigUpdate.APPLIED:
+                    self.config = update.config
 
-    def snapshot(self) -> tuple[float, bytes]:
+    def snapshot(self) -> tuple[float, bytes, pb.StreamingConfig, list[tuple[int, _Update]]]:
+        """Stream time and bytes of the kept audio, the settings at its start, and the updates to send
+        again with their place in it (refused ones are left out: they changed nothing)."""
         with self.lock:
-            return self.offset_s, bytes(self.kept)
+            again = [
+                (max(0, update.position - self.dropped), update)
+                for update in self.updates
+                if update.outcome != pb.ConfigUpdate.REFUSED
+            ]
+            return self.offset_s, bytes(self.kept), self.config, again
+
+
+def _settings(config: pb.StreamingConfig, source: AudioSource) -> pb.StreamingConfig:
+    """A config as the stream sends it: the source's audio format filled in, no resume offset."""
+    settings = pb.StreamingConfig()
+    settings.CopyFrom(config)
+    settings.recognition.sample_rate_hz = source.sample_rate_hz
+    settings.recognition.encoding = source.encoding  # type: ignore[assignment]
+    settings.recognition.audio_channel_count = source.channels
+    settings.audio_offset_s = 0.0
+    return settings
 
 
 def stream_resumable(
@@ -322,6 +383,10 @@ def stream_resumable(
 ) -> Iterator[pb.StreamingTranscribeResponse]:
     """Stream the source, resuming after a dropped connection, a draining server or the stream age limit.
 
+    A `StreamingConfig` among the source's chunks is sent as a settings update at that point of the
+    audio (the server applies it from the next utterance on and answers with a `config_update`
+    response, which is yielded like the others); the source's audio format is filled in for it.
+
     The client keeps the audio after the last `final_offset_s` the server
     reported; on UNAVAILABLE, RESOURCE_EXHAUSTED or CANCELLED it reconnects (connection n on
     `channel_factory(n)`, e.g. the next of several addresses, or the same load
@@ -332,34 +397,50 @@ def stream_resumable(
     back off exponentially, and after `attempts` of them the error is raised
     (0: never reconnect). So a long stream that a server ends at its maximum age
     every few minutes goes on for as long as the audio does.
+
+    A resumed stream keeps the settings: its first config is the one in force where the audio sent
+    again starts (the latest update the server applied before it), and updates sent within that audio
+    are sent again at their place; the answer to an update is yielded once, not again when it is resent.
     """
-    sent = _SentAudio(source.bytes_per_second, source.frame_bytes)
+    sent = _SentAudio(source.bytes_per_second, source.frame_bytes, _settings(config, source))
     chunks = iter(source.chunks)
     step = max(source.frame_bytes, source.bytes_per_second // 10 // source.frame_bytes * source.frame_bytes)
-    config.recognition.sample_rate_hz = source.sample_rate_hz
-    config.recognition.encoding = source.encoding  # type: ignore[assignment]
-    config.recognition.audio_channel_count = source.channels
 
     source_lock = threading.Lock()  # one reader of the source at a time, across attempts
 
-    def requests(live: threading.Event) -> Iterator[pb.StreamingTranscribeRequest]:
+    def audio(data: bytes) -> Iterator[pb.StreamingTranscribeRequest]:
+        for start in range(0, len(data), step):
+            yield pb.StreamingTranscribeRequest(audio=data[start : start + step])
+
+    def requests(live: threading.Event, updates_sent: list[_Update]) -> Iterator[pb.StreamingTranscribeRequest]:
         # gRPC reads each attempt's requests on its own thread, which may still be inside the source
         # when the attempt fails; the snapshot under the lock includes whatever that read returned.
         with source_lock:
-            offset_s, replay = sent.snapshot()
+            offset_s, replay, settings, again = sent.snapshot()
         resumed = pb.StreamingConfig()
-        resumed.CopyFrom(config)
+        resumed.CopyFrom(settings)
         resumed.audio_offset_s = offset_s
         yield pb.StreamingTranscribeRequest(config=resumed)
-        for start in range(0, len(replay), step):
-            yield pb.StreamingTranscribeRequest(audio=replay[start : start + step])
+        done = 0
+        for position, update in again:
+            yield from audio(replay[done:position])
+            done = max(done, position)
+            updates_sent.append(update)
+            yield pb.StreamingTranscribeRequest(config=update.config)
+        yield from audio(replay[done:])
         while True:
             with source_lock:
                 chunk = next(chunks, None) if live.is_set() else None
                 if chunk is None:
                     return
-                sent.add(chunk)
-            yield pb.StreamingTranscribeRequest(audio=chunk)
+                if isinstance(chunk, pb.StreamingConfig):
+                    update = sent.update(_settings(chunk, source))
+                    updates_sent.append(update)  # before it is sent: its answer cannot come first
+                    request = pb.StreamingTranscribeRequest(config=update.config)
+                else:
+                    sent.add(chunk)
+                    request = pb.StreamingTranscribeRequest(audio=chunk)
+            yield request
 
     failures = 0  # connections in a row that ended without moving the final offset on
     for connection in itertools.count():
@@ -367,13 +448,20 @@ def stream_resumable(
         live.set()
         channel = channel_factory(connection)
         start_offset_s = sent.offset_s
+        updates_sent: list[_Update] = []  # on this connection, in order: the server answers each once, in order
+        answered = 0
         try:
             call = pb_grpc.TranscriberStub(channel).StreamingTranscribe(
-                requests(live), timeout=timeout_s, metadata=metadata
+                requests(live, updates_sent), timeout=timeout_s, metadata=metadata
             )
             for response in call:
+                fresh = True
+                if response.WhichOneof("response") == "config_update" and answered < len(updates_sent):
+                    fresh = sent.acknowledged(updates_sent[answered], response.config_update.outcome)
+                    answered += 1
                 sent.finalised(response.final_offset_s)
-                yield response
+                if fresh:
+                    yield response
             return
         except grpc.RpcError as exc:
             failures = 0 if sent.offset_s > start_offset_s else failures + 1

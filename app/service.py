@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
 import grpc
@@ -21,7 +21,19 @@ from app.config import Settings
 from app.engine import Engine
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from app.session import Event, EventType, FailureCode, Output, Progress, Result, Session, StreamFailure, StreamParams
+from app.session import (
+    ConfigAck,
+    Event,
+    EventType,
+    FailureCode,
+    Output,
+    Progress,
+    Reconfigure,
+    Result,
+    Session,
+    StreamFailure,
+    StreamParams,
+)
 from app.vad import VadParams
 
 log = structlog.get_logger("hws.service")
@@ -197,6 +209,51 @@ def stream_params(
     )
 
 
+def update_params(
+    config: pb.StreamingConfig, current: StreamParams, offset_s: float, settings: Settings, engine: Engine
+) -> Reconfigure:
+    """A config sent after the first: the stream's new settings, or why they are refused (nothing of it applies).
+
+    It replaces the settings whole and is validated like a first config; the audio format and the resume
+    offset belong to the stream: left unset (0) they keep the stream's values, another value is refused.
+    """
+    recognition = config.recognition
+    encoding = _ENCODINGS.get(recognition.encoding)
+    if recognition.encoding and encoding is not current.encoding:
+        sent = encoding.value if encoding is not None else f"unknown encoding {recognition.encoding}"
+        return _fixed_field("encoding", current.encoding.value, sent)
+    if recognition.sample_rate_hz and recognition.sample_rate_hz != current.sample_rate_hz:
+        return _fixed_field("sample_rate_hz", current.sample_rate_hz, recognition.sample_rate_hz)
+    if recognition.audio_channel_count and recognition.audio_channel_count != current.channels:
+        return _fixed_field("audio_channel_count", current.channels, recognition.audio_channel_count)
+    if config.audio_offset_s and config.audio_offset_s != offset_s:
+        return _refused(
+            f"audio_offset_s cannot change mid-stream (the stream's is {offset_s:g}, the update has "
+            f"{config.audio_offset_s:g}): it is read from the first config only, to resume; leave it 0"
+        )
+    whole = pb.RecognitionConfig()
+    whole.CopyFrom(recognition)
+    whole.encoding = pb.MULAW if current.encoding is Encoding.MULAW else pb.LINEAR16
+    whole.sample_rate_hz = current.sample_rate_hz
+    whole.audio_channel_count = current.channels
+    try:
+        params = stream_params(whole, settings, engine, interim=config.interim_results, events=config.speech_events)
+    except StreamRefused as exc:
+        return _refused(exc.message)
+    return Reconfigure(params)
+
+
+def _fixed_field(name: str, stream_value: object, sent: object) -> Reconfigure:
+    return _refused(
+        f"{name} cannot change mid-stream (the stream's is {stream_value}, the update has {sent}): "
+        "leave it unset or repeat it, and send other audio on a new stream"
+    )
+
+
+def _refused(reason: str) -> Reconfigure:
+    return Reconfigure(None, f"config update refused, nothing of it applied: {reason}; the stream goes on as before")
+
+
 def result_to_pb(result: Result) -> pb.SpeechResult:
     return pb.SpeechResult(
         utterance_id=result.utterance_id,
@@ -238,6 +295,15 @@ def output_to_pb(output: Output) -> pb.StreamingTranscribeResponse:
         )
     elif isinstance(output, Result):
         response.result.CopyFrom(result_to_pb(output))
+    elif isinstance(output, ConfigAck):
+        response.config_update.CopyFrom(
+            pb.ConfigUpdate(
+                outcome=pb.ConfigUpdate.APPLIED if output.applied else pb.ConfigUpdate.REFUSED,
+                message=output.message,
+                received_at_s=output.received_at_s,
+                in_progress_utterance_id=output.in_progress_utterance_id,
+            )
+        )
     else:
         assert isinstance(output, Progress)
     return response
@@ -269,7 +335,7 @@ async def _abort(
 
 
 async def run_session(
-    session: Session, chunks: AsyncIterator[bytes], idle_timeout_s: float, stop: asyncio.Event
+    session: Session, chunks: AsyncIterator[bytes | Reconfigure], idle_timeout_s: float, stop: asyncio.Event
 ) -> AsyncIterator[Output]:
     """Drive a session: reading and results run together; the reader is cancelled if output stops early."""
     reader = asyncio.create_task(session.consume(chunks, idle_timeout_s, stop))
@@ -329,9 +395,16 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
                     self._settings.max_stream_age_s,
                     self._settings.max_stream_age_overrun_s,
                 )
+
+                def update(later: pb.StreamingConfig) -> Reconfigure:
+                    return update_params(later, session.params, offset, self._settings, self._engine)
+
                 try:
                     async for output in run_session(
-                        session, _audio_chunks(requests), self._settings.stream_idle_timeout_s, self._state.drain
+                        session,
+                        _stream_input(requests, update),
+                        self._settings.stream_idle_timeout_s,
+                        self._state.drain,
                     ):
                         yield output_to_pb(output)
                 finally:
@@ -379,11 +452,15 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
         return pb.ReadyResponse(model=info.name, device=info.device)
 
 
-async def _audio_chunks(requests: AsyncIterator[pb.StreamingTranscribeRequest]) -> AsyncIterator[bytes]:
+async def _stream_input(
+    requests: AsyncIterator[pb.StreamingTranscribeRequest], update: Callable[[pb.StreamingConfig], Reconfigure]
+) -> AsyncIterator[bytes | Reconfigure]:
+    """What follows the first config, in order: audio, and config updates already validated."""
     async for request in requests:
         kind = request.WhichOneof("request")
         if kind == "config":
-            raise StreamFailure(FailureCode.INVALID_ARGUMENT, "config may only be sent once, in the first message")
+            yield update(request.config)
+            continue
         if kind is None:
             raise StreamFailure(FailureCode.INVALID_ARGUMENT, "a request carried neither config nor audio")
         yield request.audio

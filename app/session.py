@@ -6,6 +6,10 @@ audio, runs the VAD and submits jobs; `results()` awaits the jobs in
 submission order and turns them into results, so a stream's output is always
 ordered (events, partials and the final of utterance k before anything of
 utterance k+1).
+
+Settings may change mid-stream (`Reconfigure`, read in order with the audio):
+each utterance keeps the settings it started with, and the new ones apply
+from the next utterance on.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ PARTIAL_TAIL_OVERLAP_S = 3.0
 PARTIAL_TAIL_MIN_SKIP_S = 2.0
 PARTIAL_SILENCE_CUTOFF_MS = 240  # no partials once the speaker has paused this long: the final is near
 MAX_PENDING_FINALS = 4  # per stream; past it reading pauses (gRPC flow control slows the sender)
+MAX_PENDING_UPDATE_ANSWERS = 8  # per stream, the same way: a client that floods updates holds no more
 PROGRESS_STEP_S = 2.0  # through silence, the final offset is reported at least this often
 # A final hears the stream from the previous utterance's start (see Engine._decode), if that fits this.
 CONTEXT_WINDOW_S = 28.0
@@ -84,6 +89,14 @@ class StreamParams:
     vad: VadParams
     interim_results: bool
     speech_events: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconfigure:
+    """A settings update read from the stream, in order with its audio: validated params, or why not."""
+
+    params: StreamParams | None
+    refusal: str = ""  # set when params is None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,13 +208,25 @@ class Progress:
     final_offset_s: float
 
 
-Output = Result | Event | Progress
+@dataclasses.dataclass(frozen=True)
+class ConfigAck:
+    """The answer to one Reconfigure: applied from the next utterance on, or refused (nothing changed)."""
+
+    applied: bool
+    message: str
+    received_at_s: float  # stream time of the audio received before the update
+    in_progress_utterance_id: str  # the utterance that finishes under the previous settings; "" if none
+    final_offset_s: float = 0.0
+
+
+Output = Result | Event | Progress | ConfigAck
 
 
 @dataclasses.dataclass
 class _Utterance:
     id: str
     start: int
+    params: StreamParams  # the settings it started with; it ends under them whatever arrives meanwhile
     stabilizer: LocalAgreement = dataclasses.field(default_factory=LocalAgreement)
     partial_audio_len: int = 0  # samples covered by the last partial request
     committed_at: int = 0  # the audio length of the partial that last extended the stable text
@@ -233,7 +258,7 @@ class _Mark:
     position: int  # samples before it are final once every earlier item is delivered
 
 
-_Item = Event | _PendingPartial | _PendingFinal | _Mark | StreamFailure | None
+_Item = Event | ConfigAck | _PendingPartial | _PendingFinal | _Mark | StreamFailure | None
 
 
 class Session:
@@ -249,10 +274,11 @@ class Session:
         max_age_overrun_s: float = 0.0,
     ) -> None:
         self.stream_id = stream_id
-        self.params = params
+        self.params = params  # the settings of the next utterance to start
         self._engine = engine
         self._decoder = AudioDecoder(params.encoding, params.sample_rate_hz, params.channels)
         start = round(offset_s * TARGET_RATE)
+        self._start = start
         self._segmenter = Segmenter(params.vad, start)
         self._recent = RecentAudio(CONTEXT_WINDOW_S, start)
         self._arrivals = _Arrivals()
@@ -263,6 +289,7 @@ class Session:
         self._partial_interval = partial_interval_ms * TARGET_RATE // 1000
         self._items: asyncio.Queue[_Item] = asyncio.Queue()
         self._final_slots = asyncio.Semaphore(MAX_PENDING_FINALS)
+        self._answer_slots = asyncio.Semaphore(MAX_PENDING_UPDATE_ANSWERS)
         self._backlog_timeout_s = backlog_timeout_s
         self._futures: set[Future[DecodeResult | None]] = set()
         self._utterance: _Utterance | None = None
@@ -276,8 +303,10 @@ class Session:
         self._hard_end_at = opened + max_age_s + max_age_overrun_s if max_age_s else None
 
     # -- input ------------------------------------------------------------
-    async def consume(self, chunks: AsyncIterator[bytes], idle_timeout_s: float, stop: asyncio.Event) -> None:
-        """Read audio until the client half-closes, fails, idles or the server drains.
+    async def consume(
+        self, chunks: AsyncIterator[bytes | Reconfigure], idle_timeout_s: float, stop: asyncio.Event
+    ) -> None:
+        """Read audio (and settings updates) until the client half-closes, fails, idles or the server drains.
 
         Always ends the output: with the remaining finals and then, where the
         stream did not end cleanly, the failure that ended it.
@@ -285,7 +314,7 @@ class Session:
         failure: StreamFailure | None = None
         iterator = aiter(chunks)
         stop_wait = asyncio.ensure_future(stop.wait())
-        next_chunk: asyncio.Future[bytes] | None = None
+        next_chunk: asyncio.Future[bytes | Reconfigure] | None = None
         try:
             while True:
                 next_chunk = asyncio.ensure_future(anext(iterator))
@@ -314,7 +343,11 @@ class Session:
                     chunk = next_chunk.result()
                 except StopAsyncIteration:
                     break
-                await self.push(chunk)
+                if isinstance(chunk, Reconfigure):
+                    await self._slot(self._answer_slots, "answers to config updates")
+                    self.reconfigure(chunk)
+                else:
+                    await self.push(chunk)
         except StreamFailure as exc:
             failure = exc
         except Exception as exc:  # the output must always end, or results() waits forever
@@ -353,6 +386,34 @@ class Session:
         metrics.AUDIO_RECEIVED_SECONDS.inc(self._decoder.input_seconds - received)
         await self._feed(samples, arrived)
 
+    def reconfigure(self, update: Reconfigure) -> None:
+        """New settings from the next utterance on; the utterance in progress ends under its own.
+
+        The caller holds one of the answer slots; delivering the answer frees it.
+        """
+        received_at_s = (self._start + self._samples) / TARGET_RATE
+        in_progress = self._utterance.id if self._utterance is not None else ""
+        if update.params is None:
+            log.info("config_update_refused", reason=update.refusal)
+            self._items.put_nowait(ConfigAck(False, update.refusal, received_at_s, in_progress))
+            return
+        params = update.params
+        if (params.encoding, params.sample_rate_hz, params.channels) != (
+            self.params.encoding,
+            self.params.sample_rate_hz,
+            self.params.channels,
+        ):
+            raise AssertionError("the audio format of a stream cannot change; the servicer refuses it")
+        self._segmenter.reconfigure(params.vad)  # in step: it too switches when the utterance in progress ends
+        self.params = params
+        message = (
+            f"applied from the next utterance: {in_progress}, in progress, finishes under the previous settings"
+            if in_progress
+            else "applied from the next utterance"
+        )
+        log.info("config_updated", in_progress_utterance_id=in_progress, interim=params.interim_results)
+        self._items.put_nowait(ConfigAck(True, message, received_at_s, in_progress))
+
     async def _finish(self) -> None:
         self._aged_at = self._hard_end_at = None  # ending anyway: its last audio is finalised here
         ended = time.monotonic()
@@ -383,20 +444,20 @@ class Session:
                 if self._past(self._aged_at):  # between two utterances: the next starts on the next connection
                     raise self._aged(event.start)
                 # Named by its start, so ids stay unique across resumed connections.
-                self._utterance = _Utterance(f"u{event.start * 1000 // TARGET_RATE}", event.start)
-                self._event(EventType.SPEECH_STARTED, event.start, self._utterance.id)
+                self._utterance = _Utterance(f"u{event.start * 1000 // TARGET_RATE}", event.start, self.params)
+                self._event(self._utterance, EventType.SPEECH_STARTED, event.start)
                 continue
             utterance = self._utterance
             assert utterance is not None
             utterance.closed = True
             self._utterance = None
-            self._event(EventType.SPEECH_ENDED, event.end, utterance.id)
+            self._event(utterance, EventType.SPEECH_ENDED, event.end)
             if isinstance(event, SpeechDiscarded):
                 metrics.UTTERANCES.labels(outcome="too_short").inc()
                 log.debug("utterance_too_short", utterance_id=utterance.id, voiced_ms=event.voiced_ms)
                 self._items.put_nowait(_Mark(event.end))
                 continue
-            await self._final_slot()
+            await self._slot(self._final_slots, "finals")
             # No partial of this utterance is processed after this; the final depends on the audio alone.
             speculative = utterance.speculative
             if speculative is not None and speculative[0] == event.end:
@@ -405,7 +466,7 @@ class Session:
             else:
                 if speculative is not None:
                     self._drop_speculative(utterance)
-                future = self._submit_final(event)
+                future = self._submit_final(utterance, event)
             self._previous = event
             voiced_at = self._arrivals.at(event.voiced_end)
             self._items.put_nowait(_PendingFinal(utterance, event.end, future, voiced_at, arrived))
@@ -430,21 +491,21 @@ class Session:
             retry_after_s=0.0,
         )
 
-    async def _final_slot(self) -> None:
-        """Wait while too many finals are pending (flow control slows the sender), but not for long."""
+    async def _slot(self, slots: asyncio.Semaphore, what: str) -> None:
+        """Wait while too many of `what` are pending (flow control slows the sender), but not for long."""
         try:
-            await asyncio.wait_for(self._final_slots.acquire(), self._backlog_timeout_s)
+            await asyncio.wait_for(slots.acquire(), self._backlog_timeout_s)
         except TimeoutError:
             raise StreamFailure(
                 FailureCode.OVERLOADED,
-                f"the server fell {self._backlog_timeout_s:g} s behind on this stream's finals; "
+                f"the server fell {self._backlog_timeout_s:g} s behind on this stream's {what}; "
                 "resume from the last final_offset_s after the retry delay",
                 retry_after_s=self._backlog_timeout_s,
             ) from None
 
     def _maybe_request_partial(self, arrived: float) -> None:
         utterance = self._utterance
-        if utterance is None or not self.params.interim_results:
+        if utterance is None or not utterance.params.interim_results:
             return
         current = self._segmenter.current()
         assert current is not None
@@ -464,7 +525,7 @@ class Session:
         tail_start = utterance.committed_at - round(PARTIAL_TAIL_OVERLAP_S * TARGET_RATE)
         if utterance.stabilizer.committed_words and tail_start >= PARTIAL_TAIL_MIN_SKIP_S * TARGET_RATE:
             start = tail_start
-        future = self._submit(JobKind.PARTIAL, audio[start:])
+        future = self._submit(utterance.params, JobKind.PARTIAL, audio[start:])
         self._items.put_nowait(_PendingPartial(utterance, audio.shape[0], future, arrived, start))
 
     def _maybe_speculate(self) -> None:
@@ -483,7 +544,7 @@ class Session:
         if utterance.speculative is not None:
             self._drop_speculative(utterance)
         if self._engine.has_idle_worker():
-            utterance.speculative = (tentative.end, self._submit_final(tentative))
+            utterance.speculative = (tentative.end, self._submit_final(utterance, tentative))
 
     def _drop_speculative(self, utterance: _Utterance) -> None:
         assert utterance.speculative is not None
@@ -491,22 +552,25 @@ class Session:
         utterance.speculative = None
         metrics.SPECULATIVE_FINALS.labels(outcome="wasted").inc()
 
-    def _submit_final(self, event: SpeechEnd) -> Future[DecodeResult | None]:
+    def _submit_final(self, utterance: _Utterance, event: SpeechEnd) -> Future[DecodeResult | None]:
         """The utterance's final, heard with the stream's audio from the previous utterance on where held."""
         previous = self._previous
         silence_after = event.end - event.voiced_end
         with_context = None if previous is None else self._recent.get(previous.start, event.end)
         if previous is None or with_context is None or with_context.shape[0] > CONTEXT_WINDOW_S * TARGET_RATE:
-            return self._submit(JobKind.FINAL, event.audio, silence_after=silence_after)
+            return self._submit(utterance.params, JobKind.FINAL, event.audio, silence_after=silence_after)
         context = Context(event.start - previous.start, previous.voiced_end - previous.start)
-        return self._submit(JobKind.FINAL, with_context, context, silence_after)
+        return self._submit(utterance.params, JobKind.FINAL, with_context, context, silence_after)
 
     def _submit(
-        self, kind: JobKind, audio: np.ndarray, context: Context | None = None, silence_after: int = 0
+        self,
+        params: StreamParams,
+        kind: JobKind,
+        audio: np.ndarray,
+        context: Context | None = None,
+        silence_after: int = 0,
     ) -> Future[DecodeResult | None]:
-        options = DecodeOptions(
-            language=self.params.language, prompt=self.params.prompt, word_timestamps=self.params.word_timestamps
-        )
+        options = DecodeOptions(language=params.language, prompt=params.prompt, word_timestamps=params.word_timestamps)
         try:
             future = self._engine.submit(self.stream_id, kind, audio, options, context, silence_after)
         except EngineNotReady as exc:
@@ -515,9 +579,9 @@ class Session:
         future.add_done_callback(self._futures.discard)
         return future
 
-    def _event(self, type_: EventType, position: int, utterance_id: str) -> None:
-        if self.params.speech_events:
-            self._items.put_nowait(Event(type_, position / TARGET_RATE, utterance_id))
+    def _event(self, utterance: _Utterance, type_: EventType, position: int) -> None:
+        if utterance.params.speech_events:
+            self._items.put_nowait(Event(type_, position / TARGET_RATE, utterance.id))
 
     # -- output -----------------------------------------------------------
     async def results(self) -> AsyncIterator[Output]:
@@ -525,7 +589,9 @@ class Session:
         while (item := await self._items.get()) is not None:
             if isinstance(item, StreamFailure):
                 raise item
-            if isinstance(item, Event):
+            if isinstance(item, Event | ConfigAck):
+                if isinstance(item, ConfigAck):
+                    self._answer_slots.release()
                 yield self._reporting(dataclasses.replace(item, final_offset_s=self._final_pos / TARGET_RATE))
             elif isinstance(item, _Mark):
                 self._final_pos = max(self._final_pos, item.position)

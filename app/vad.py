@@ -13,6 +13,9 @@ are sample indices at 16 kHz from the start of the stream.
   and the rest carries on as a new utterance: nothing exceeds Whisper's window.
 - Utterances with less than `min_speech_ms` of voiced audio (a click, a cough)
   are reported as too short instead of being sent to the model.
+- `reconfigure` changes the aggressiveness, the endpoint and the forced cut
+  from the next utterance on: the one in progress ends under the settings it
+  started with.
 """
 
 from __future__ import annotations
@@ -95,17 +98,19 @@ class _Utterance:
         return self.buffer[: self.length]
 
 
+# What `Segmenter.reconfigure` may change; the rest shapes the segmenter's buffers for the whole stream.
+CHANGEABLE = frozenset({"aggressiveness", "endpoint_silence_ms", "max_utterance_s"})
+
+
 class Segmenter:
     def __init__(self, params: VadParams, start: int = 0) -> None:
         """`start`: stream position of the first sample fed (non-zero when a stream resumes)."""
-        self.params = params
         self._vad = webrtcvad.Vad(params.aggressiveness)
         self._frame = TARGET_RATE * params.frame_ms // 1000
         self._pad_frames = max(1, params.pad_ms // params.frame_ms)
         self._trigger_frames = max(1, TRIGGER_WINDOW_MS // params.frame_ms)
-        self._endpoint_frames = max(1, params.endpoint_silence_ms // params.frame_ms)
-        self._max_samples = int(params.max_utterance_s * TARGET_RATE)
-        self._capacity = self._max_samples + self._frame
+        self._apply(params)
+        self._next: VadParams | None = None  # settings for the next utterance, once the current one ends
         self._pending = np.zeros(0, dtype=np.float32)  # less than one frame, not yet classified
         self._position = start  # stream sample index of the next frame
         # Before speech: the last frames with their voicing, for pre-roll and triggering.
@@ -113,6 +118,27 @@ class Segmenter:
             maxlen=self._pad_frames + self._trigger_frames
         )
         self._utterance: _Utterance | None = None
+
+    def _apply(self, params: VadParams) -> None:
+        self.params = params
+        self._vad.set_mode(params.aggressiveness)
+        self._endpoint_frames = max(1, params.endpoint_silence_ms // params.frame_ms)
+        self._max_samples = int(params.max_utterance_s * TARGET_RATE)
+        self._capacity = self._max_samples + self._frame
+
+    def reconfigure(self, params: VadParams) -> None:
+        """New settings from the next utterance on: now if none is in progress, else once it ends."""
+        fixed = {
+            field.name
+            for field in dataclasses.fields(VadParams)
+            if field.name not in CHANGEABLE and getattr(params, field.name) != getattr(self.params, field.name)
+        }
+        if fixed:
+            raise ValueError(f"{', '.join(sorted(fixed))} cannot change mid-stream")
+        if self._utterance is None:
+            self._apply(params)
+        else:
+            self._next = params
 
     @property
     def in_speech(self) -> bool:
@@ -155,10 +181,9 @@ class Segmenter:
         whole = samples.shape[0] - samples.shape[0] % self._frame
         self._pending = samples[whole:].copy()
         events: list[Event] = []
-        frames = samples[:whole].reshape(-1, self._frame)
-        voicing = [self._vad.is_speech(float_to_pcm16(frame), TARGET_RATE) for frame in frames]
-        for frame, voiced in zip(frames, voicing, strict=True):
-            self._step(frame, voiced, events)
+        # One frame at a time: an utterance that ends here may change the aggressiveness for the next frame.
+        for frame in samples[:whole].reshape(-1, self._frame):
+            self._step(frame, self._vad.is_speech(float_to_pcm16(frame), TARGET_RATE), events)
             self._position += self._frame
         return events
 
@@ -167,7 +192,8 @@ class Segmenter:
         events: list[Event] = []
         if self._utterance is not None:
             if self._pending.shape[0]:
-                self._utterance.append(self._pending[: self._capacity - self._utterance.length], voiced=False)
+                room = self._utterance.buffer.shape[0] - self._utterance.length
+                self._utterance.append(self._pending[:room], voiced=False)
             events.append(self._close(self._utterance.length, EndReason.END_OF_STREAM))
         self._pending = np.zeros(0, dtype=np.float32)
         return events
@@ -185,16 +211,30 @@ class Segmenter:
             keep = utterance.length - (utterance.silence_frames - self._pad_frames) * self._frame
             events.append(self._close(keep, EndReason.SILENCE))
         elif utterance.length + self._frame > self._max_samples:
+            self._force_cut(utterance, events)
+
+    def _force_cut(self, utterance: _Utterance, events: list[Event]) -> None:
+        """Cut an utterance at its length limit; the audio after the cut carries on as the next utterance.
+
+        Settings changed meanwhile apply from the cut: under a shorter limit the audio carried on may
+        already exceed it, and is cut again until no piece does.
+        """
+        while True:
             cut_frames = self._cut_frames(utterance)
             events.append(self._close(cut_frames * self._frame, EndReason.MAX_LENGTH))
-            if cut_frames < len(utterance.voicing):
-                # The audio after the cut carries on as the next utterance.
-                rest = _Utterance(utterance.start + cut_frames * self._frame, self._capacity)
-                for index in range(cut_frames, len(utterance.voicing)):
-                    offset = index * self._frame
-                    rest.append(utterance.buffer[offset : offset + self._frame], utterance.voicing[index])
-                self._utterance = rest
-                events.append(SpeechStart(rest.start))
+            rest_frames = len(utterance.voicing) - cut_frames
+            if not rest_frames:
+                return
+            capacity = max(self._capacity, (rest_frames + 1) * self._frame)
+            rest = _Utterance(utterance.start + cut_frames * self._frame, capacity)
+            for index in range(cut_frames, len(utterance.voicing)):
+                offset = index * self._frame
+                rest.append(utterance.buffer[offset : offset + self._frame], utterance.voicing[index])
+            self._utterance = rest
+            events.append(SpeechStart(rest.start))
+            if rest.length + self._frame <= self._max_samples:
+                return
+            utterance = rest
 
     def _begin(self, events: list[Event]) -> None:
         frames = list(self._history)
@@ -210,8 +250,8 @@ class Segmenter:
         events.append(SpeechStart(start))
 
     def _cut_frames(self, utterance: _Utterance) -> int:
-        """Frames to keep at a forced cut: up to the last unvoiced frame of the final seconds."""
-        frames = len(utterance.voicing)
+        """Frames to keep at a forced cut: up to the last unvoiced frame of the final seconds within the limit."""
+        frames = min(len(utterance.voicing), self._max_samples // self._frame)
         earliest = max(1, frames - int(CUT_SEARCH_S * 1000) // self.params.frame_ms)
         for index in range(frames - 1, earliest - 1, -1):
             if not utterance.voicing[index]:
@@ -229,7 +269,11 @@ class Segmenter:
             for offset in range(0, tail.shape[0] - self._frame + 1, self._frame):
                 self._history.append((tail[offset : offset + self._frame], False))
         self._utterance = None
-        return self._end_event(utterance, keep, reason)
+        event = self._end_event(utterance, keep, reason)
+        if self._next is not None:  # the utterance ended under its own settings; the next one starts under these
+            self._apply(self._next)
+            self._next = None
+        return event
 
     def _end_event(self, utterance: _Utterance, keep: int, reason: EndReason) -> SpeechEnd | SpeechDiscarded:
         voicing = utterance.voicing[: -(-keep // self._frame)]

@@ -38,12 +38,6 @@ def test_audio_before_config(server: ServerProcess) -> None:
     expect_status(server.address, [AUDIO], grpc.StatusCode.INVALID_ARGUMENT, "first message must carry config")
 
 
-def test_second_config(server: ServerProcess) -> None:
-    config = streaming_config()
-    reqs = [pb.StreamingTranscribeRequest(config=config), AUDIO, pb.StreamingTranscribeRequest(config=config)]
-    expect_status(server.address, reqs, grpc.StatusCode.INVALID_ARGUMENT, "config may only be sent once")
-
-
 def test_empty_stream(server: ServerProcess) -> None:
     expect_status(server.address, [], grpc.StatusCode.INVALID_ARGUMENT, "ended before its config")
 

@@ -119,6 +119,88 @@ def test_a_pause_tells_the_end_it_will_give_before_the_endpoint() -> None:
         assert early.voiced_end == end.voiced_end and np.array_equal(early.audio, end.audio)
 
 
+def test_vad_settings_changed_in_an_utterance_apply_from_the_next() -> None:
+    audio = decode_audio(str(EVAL_DIR / "synth_dialogue_clean.wav"))[: 23 * 16000]  # three utterances
+    before = [e for e in segment(audio, VadParams()) if isinstance(e, SpeechEnd)]
+    assert len(before) == 3
+    segmenter = Segmenter(VadParams())
+    events = segmenter.feed(audio[: round(2.6 * 16000)])
+    assert segmenter.in_speech
+    segmenter.reconfigure(VadParams(endpoint_silence_ms=3000, aggressiveness=3))
+    assert segmenter.params.endpoint_silence_ms == 500, "the utterance in progress keeps its settings"
+    events += segmenter.feed(audio[round(2.6 * 16000) :])  # one feed: the change comes inside it
+    ends = [e for e in events + segmenter.finish() if isinstance(e, SpeechEnd)]
+    # The first ends where it did; the 3 s endpoint then joins the second and third (a 1 s pause between).
+    assert (ends[0].start, ends[0].end) == (before[0].start, before[0].end)
+    assert len(ends) == 2 and ends[1].start == before[1].start and ends[1].end > before[2].start
+    assert segmenter.params.endpoint_silence_ms == 3000
+    # The aggressiveness too: the utterance in progress ends where it would under the old one throughout, the
+    # later ones where they would under the new one (the two differ by a few frames on this clean speech).
+    least, most = ([e for e in segment(audio, VadParams(aggressiveness=a)) if isinstance(e, SpeechEnd)] for a in (0, 3))
+    assert least[0].end != most[0].end and least[2].end != most[2].end
+    segmenter = Segmenter(VadParams(aggressiveness=0))
+    events = segmenter.feed(audio[: round(2.6 * 16000)])
+    segmenter.reconfigure(VadParams(aggressiveness=3))
+    events += segmenter.feed(audio[round(2.6 * 16000) :])
+    ends = [e for e in events + segmenter.finish() if isinstance(e, SpeechEnd)]
+    assert [(e.start, e.end) for e in ends] == [(least[0].start, least[0].end)] + [(e.start, e.end) for e in most[1:]]
+    # Between utterances a change applies at once.
+    idle = Segmenter(VadParams())
+    idle.feed(np.zeros(16000, np.float32))
+    idle.reconfigure(VadParams(endpoint_silence_ms=800))
+    assert idle.params.endpoint_silence_ms == 800
+    with pytest.raises(ValueError, match="frame_ms cannot change"):
+        idle.reconfigure(VadParams(frame_ms=10))
+
+
+def test_a_shorter_forced_cut_set_in_an_utterance_cuts_every_later_piece_to_it() -> None:
+    audio = decode_audio(str(EVAL_DIR / "ls_1221-135766-0001.wav"))  # about 16 s with few pauses
+    segmenter = Segmenter(VadParams(max_utterance_s=6.0))
+    events = segmenter.feed(audio[: 3 * 16000])
+    assert segmenter.in_speech
+    segmenter.reconfigure(VadParams(max_utterance_s=1.0))
+    for offset in range(3 * 16000, audio.shape[0], 4000):
+        events += segmenter.feed(audio[offset : offset + 4000])
+    ends = [e for e in events + segmenter.finish() if isinstance(e, SpeechEnd | SpeechDiscarded)]
+    lengths = [(e.end - e.start) / 16000 for e in ends]
+    assert ends[0].reason is EndReason.MAX_LENGTH and 1.0 < lengths[0] <= 6.0, lengths
+    assert len(ends) > 5 and all(length <= 1.0 for length in lengths[1:]), lengths
+    for previous, current in itertools.pairwise(ends):
+        assert current.start == previous.end, "forced cuts lose no audio"
+
+
+def test_a_resumed_stream_starts_with_the_settings_in_force_and_sends_later_updates_again() -> None:
+    from app.client import _SentAudio
+    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+
+    applied, refused = pb.ConfigUpdate.APPLIED, pb.ConfigUpdate.REFUSED
+    first, second, third, fourth = (
+        pb.StreamingConfig(recognition=pb.RecognitionConfig(endpoint_silence_ms=ms)) for ms in (200, 300, 400, 600)
+    )
+    sent = _SentAudio(32000, 2, first)  # 16 kHz LINEAR16
+    second_of_audio = b"\0" * 32000
+    sent.add(second_of_audio)
+    second_sent = sent.update(second)  # at 1 s
+    sent.add(second_of_audio)
+    third_sent = sent.update(third)  # at 2 s
+    sent.add(second_of_audio)
+    fourth_sent = sent.update(fourth)  # at 3 s
+    sent.add(second_of_audio)
+    assert sent.acknowledged(second_sent, applied) and sent.acknowledged(third_sent, refused)
+    assert sent.acknowledged(fourth_sent, applied)
+    sent.finalised(2.5)
+    offset_s, audio, settings, again = sent.snapshot()
+    # Behind the final offset: the applied update is the settings in force, the refused one is gone.
+    assert (offset_s, len(audio), settings) == (2.5, 48000, second)
+    # Ahead of it: sent again at its place in the audio sent again; its second answer is not news.
+    assert again == [(16000, fourth_sent)]
+    assert not sent.acknowledged(fourth_sent, applied)
+    # An update not yet answered blocks nothing that came before it and is sent again too.
+    fifth_sent = sent.update(first)
+    sent.finalised(4.0)
+    assert sent.snapshot()[2:] == (fourth, [(0, fifth_sent)])
+
+
 def test_local_agreement_commits_only_agreed_prefix_and_never_retracts() -> None:
     stabilizer = LocalAgreement()
     assert stabilizer.update("the cat").stable_text == ""

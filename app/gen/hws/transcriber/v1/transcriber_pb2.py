@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,app/gen/hws/transcriber/v1/transcriber.proto\x12\x12hws.transcriber.v1\"\xc0\x02\n\x11RecognitionConfig\x12\x33\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32!.hws.transcriber.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x03 \x01(\x05\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x17\n\x0fword_timestamps\x18\x05 \x01(\x08\x12\x16\n\x0einitial_prompt\x18\x06 \x01(\t\x12\x10\n\x08hotwords\x18\x07 \x03(\t\x12\x1f\n\x12vad_aggressiveness\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\x1b\n\x13\x65ndpoint_silence_ms\x18\t \x01(\x05\x12\x17\n\x0fmax_utterance_s\x18\n \x01(\x02\x42\x15\n\x13_vad_aggressiveness\"\x95\x01\n\x0fStreamingConfig\x12:\n\x0brecognition\x18\x01 \x01(\x0b\x32%.hws.transcriber.v1.RecognitionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\x12\x15\n\rspeech_events\x18\x03 \x01(\x08\x12\x16\n\x0e\x61udio_offset_s\x18\x04 \x01(\x01\"o\n\x1aStreamingTranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32#.hws.transcriber.v1.StreamingConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"\xa7\x01\n\x1bStreamingTranscribeResponse\x12\x32\n\x06result\x18\x01 \x01(\x0b\x32 .hws.transcriber.v1.SpeechResultH\x00\x12\x30\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1f.hws.transcriber.v1.SpeechEventH\x00\x12\x16\n\x0e\x66inal_offset_s\x18\x03 \x01(\x01\x42\n\n\x08response\"\xab\x01\n\x0bSpeechEvent\x12\x32\n\x04type\x18\x01 \x01(\x0e\x32$.hws.transcriber.v1.SpeechEvent.Type\x12\x0e\n\x06time_s\x18\x02 \x01(\x01\x12\x14\n\x0cutterance_id\x18\x03 \x01(\t\"B\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSPEECH_STARTED\x10\x01\x12\x10\n\x0cSPEECH_ENDED\x10\x02\"M\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x01\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"\xe3\x02\n\x0cSpeechResult\x12\x14\n\x0cutterance_id\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x13\n\x0bstable_text\x18\x05 \x01(\t\x12+\n\x05words\x18\x06 \x03(\x0b\x32\x1c.hws.transcriber.v1.WordInfo\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x10\n\x08language\x18\x08 \x01(\t\x12\x1c\n\x14language_probability\x18\t \x01(\x02\x12\x0f\n\x07start_s\x18\n \x01(\x01\x12\r\n\x05\x65nd_s\x18\x0b \x01(\x01\x12\x32\n\x07quality\x18\x0c \x01(\x0b\x32!.hws.transcriber.v1.ResultQuality\x12\x30\n\x06timing\x18\r \x01(\x0b\x32 .hws.transcriber.v1.ResultTiming\"\x95\x01\n\x0cResultTiming\x12\x11\n\tlatency_s\x18\x01 \x01(\x01\x12\x17\n\x0f\x65ndpoint_wait_s\x18\x02 \x01(\x01\x12\x14\n\x0cqueue_wait_s\x18\x03 \x01(\x01\x12\x10\n\x08\x64\x65\x63ode_s\x18\x04 \x01(\x01\x12\x17\n\x0f\x64\x65\x63oded_audio_s\x18\x05 \x01(\x01\x12\x18\n\x10real_time_factor\x18\x06 \x01(\x01\"\xaf\x02\n\rResultQuality\x12\x16\n\x0eno_speech_prob\x18\x01 \x01(\x02\x12\x13\n\x0b\x61vg_logprob\x18\x02 \x01(\x02\x12\x19\n\x11\x63ompression_ratio\x18\x03 \x01(\x02\x12\x13\n\x0btemperature\x18\x04 \x01(\x02\x12\x35\n\x05\x66lags\x18\x05 \x03(\x0e\x32&.hws.transcriber.v1.ResultQuality.Flag\"\x89\x01\n\x04\x46lag\x12\x14\n\x10\x46LAG_UNSPECIFIED\x10\x00\x12\x14\n\x10LIKELY_NO_SPEECH\x10\x01\x12\x12\n\x0eLOW_CONFIDENCE\x10\x02\x12\x0e\n\nREPETITION\x10\x03\x12\x18\n\x14TEMPERATURE_FALLBACK\x10\x04\x12\x17\n\x13STABLE_TEXT_REVISED\x10\x05\"Y\n\x11TranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32%.hws.transcriber.v1.RecognitionConfig\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\"[\n\x12TranscribeResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .hws.transcriber.v1.SpeechResult\x12\x12\n\nduration_s\x18\x02 \x01(\x01\"\x0e\n\x0cReadyRequest\".\n\rReadyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t*H\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08LINEAR16\x10\x01\x12\t\n\x05MULAW\x10\x02\x32\xb4\x02\n\x0bTranscriber\x12z\n\x13StreamingTranscribe\x12..hws.transcriber.v1.StreamingTranscribeRequest\x1a/.hws.transcriber.v1.StreamingTranscribeResponse(\x01\x30\x01\x12[\n\nTranscribe\x12%.hws.transcriber.v1.TranscribeRequest\x1a&.hws.transcriber.v1.TranscribeResponse\x12L\n\x05Ready\x12 .hws.transcriber.v1.ReadyRequest\x1a!.hws.transcriber.v1.ReadyResponseB;\n\x15io.hws.transcriber.v1P\x01Z hws/transcriber/v1;transcriberv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,app/gen/hws/transcriber/v1/transcriber.proto\x12\x12hws.transcriber.v1\"\xc0\x02\n\x11RecognitionConfig\x12\x33\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32!.hws.transcriber.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x03 \x01(\x05\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x17\n\x0fword_timestamps\x18\x05 \x01(\x08\x12\x16\n\x0einitial_prompt\x18\x06 \x01(\t\x12\x10\n\x08hotwords\x18\x07 \x03(\t\x12\x1f\n\x12vad_aggressiveness\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\x1b\n\x13\x65ndpoint_silence_ms\x18\t \x01(\x05\x12\x17\n\x0fmax_utterance_s\x18\n \x01(\x02\x42\x15\n\x13_vad_aggressiveness\"\x95\x01\n\x0fStreamingConfig\x12:\n\x0brecognition\x18\x01 \x01(\x0b\x32%.hws.transcriber.v1.RecognitionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\x12\x15\n\rspeech_events\x18\x03 \x01(\x08\x12\x16\n\x0e\x61udio_offset_s\x18\x04 \x01(\x01\"o\n\x1aStreamingTranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32#.hws.transcriber.v1.StreamingConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"\xe2\x01\n\x1bStreamingTranscribeResponse\x12\x32\n\x06result\x18\x01 \x01(\x0b\x32 .hws.transcriber.v1.SpeechResultH\x00\x12\x30\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1f.hws.transcriber.v1.SpeechEventH\x00\x12\x39\n\rconfig_update\x18\x04 \x01(\x0b\x32 .hws.transcriber.v1.ConfigUpdateH\x00\x12\x16\n\x0e\x66inal_offset_s\x18\x03 \x01(\x01\x42\n\n\x08response\"\xd1\x01\n\x0c\x43onfigUpdate\x12\x39\n\x07outcome\x18\x01 \x01(\x0e\x32(.hws.transcriber.v1.ConfigUpdate.Outcome\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rreceived_at_s\x18\x03 \x01(\x01\x12 \n\x18in_progress_utterance_id\x18\x04 \x01(\t\"<\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41PPLIED\x10\x01\x12\x0b\n\x07REFUSED\x10\x02\"\xab\x01\n\x0bSpeechEvent\x12\x32\n\x04type\x18\x01 \x01(\x0e\x32$.hws.transcriber.v1.SpeechEvent.Type\x12\x0e\n\x06time_s\x18\x02 \x01(\x01\x12\x14\n\x0cutterance_id\x18\x03 \x01(\t\"B\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSPEECH_STARTED\x10\x01\x12\x10\n\x0cSPEECH_ENDED\x10\x02\"M\n\x08WordInfo\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\x0f\n\x07start_s\x18\x02 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x01\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"\xe3\x02\n\x0cSpeechResult\x12\x14\n\x0cutterance_id\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x13\n\x0bstable_text\x18\x05 \x01(\t\x12+\n\x05words\x18\x06 \x03(\x0b\x32\x1c.hws.transcriber.v1.WordInfo\x12\x12\n\nconfidence\x18\x07 \x01(\x02\x12\x10\n\x08language\x18\x08 \x01(\t\x12\x1c\n\x14language_probability\x18\t \x01(\x02\x12\x0f\n\x07start_s\x18\n \x01(\x01\x12\r\n\x05\x65nd_s\x18\x0b \x01(\x01\x12\x32\n\x07quality\x18\x0c \x01(\x0b\x32!.hws.transcriber.v1.ResultQuality\x12\x30\n\x06timing\x18\r \x01(\x0b\x32 .hws.transcriber.v1.ResultTiming\"\x95\x01\n\x0cResultTiming\x12\x11\n\tlatency_s\x18\x01 \x01(\x01\x12\x17\n\x0f\x65ndpoint_wait_s\x18\x02 \x01(\x01\x12\x14\n\x0cqueue_wait_s\x18\x03 \x01(\x01\x12\x10\n\x08\x64\x65\x63ode_s\x18\x04 \x01(\x01\x12\x17\n\x0f\x64\x65\x63oded_audio_s\x18\x05 \x01(\x01\x12\x18\n\x10real_time_factor\x18\x06 \x01(\x01\"\xaf\x02\n\rResultQuality\x12\x16\n\x0eno_speech_prob\x18\x01 \x01(\x02\x12\x13\n\x0b\x61vg_logprob\x18\x02 \x01(\x02\x12\x19\n\x11\x63ompression_ratio\x18\x03 \x01(\x02\x12\x13\n\x0btemperature\x18\x04 \x01(\x02\x12\x35\n\x05\x66lags\x18\x05 \x03(\x0e\x32&.hws.transcriber.v1.ResultQuality.Flag\"\x89\x01\n\x04\x46lag\x12\x14\n\x10\x46LAG_UNSPECIFIED\x10\x00\x12\x14\n\x10LIKELY_NO_SPEECH\x10\x01\x12\x12\n\x0eLOW_CONFIDENCE\x10\x02\x12\x0e\n\nREPETITION\x10\x03\x12\x18\n\x14TEMPERATURE_FALLBACK\x10\x04\x12\x17\n\x13STABLE_TEXT_REVISED\x10\x05\"Y\n\x11TranscribeRequest\x12\x35\n\x06\x63onfig\x18\x01 \x01(\x0b\x32%.hws.transcriber.v1.RecognitionConfig\x12\r\n\x05\x61udio\x18\x02 \x01(\x0c\"[\n\x12TranscribeResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .hws.transcriber.v1.SpeechResult\x12\x12\n\nduration_s\x18\x02 \x01(\x01\"\x0e\n\x0cReadyRequest\".\n\rReadyResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t*H\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08LINEAR16\x10\x01\x12\t\n\x05MULAW\x10\x02\x32\xb4\x02\n\x0bTranscriber\x12z\n\x13StreamingTranscribe\x12..hws.transcriber.v1.StreamingTranscribeRequest\x1a/.hws.transcriber.v1.StreamingTranscribeResponse(\x01\x30\x01\x12[\n\nTranscribe\x12%.hws.transcriber.v1.TranscribeRequest\x1a&.hws.transcriber.v1.TranscribeResponse\x12L\n\x05Ready\x12 .hws.transcriber.v1.ReadyRequest\x1a!.hws.transcriber.v1.ReadyResponseB;\n\x15io.hws.transcriber.v1P\x01Z hws/transcriber/v1;transcriberv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,8 +32,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'app.gen.hws.transcriber.v1.
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025io.hws.transcriber.v1P\001Z hws/transcriber/v1;transcriberv1'
-  _globals['_AUDIOENCODING']._serialized_start=2143
-  _globals['_AUDIOENCODING']._serialized_end=2215
+  _globals['_AUDIOENCODING']._serialized_start=2414
+  _globals['_AUDIOENCODING']._serialized_end=2486
   _globals['_RECOGNITIONCONFIG']._serialized_start=69
   _globals['_RECOGNITIONCONFIG']._serialized_end=389
   _globals['_STREAMINGCONFIG']._serialized_start=392
@@ -41,29 +41,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMINGTRANSCRIBEREQUEST']._serialized_start=543
   _globals['_STREAMINGTRANSCRIBEREQUEST']._serialized_end=654
   _globals['_STREAMINGTRANSCRIBERESPONSE']._serialized_start=657
-  _globals['_STREAMINGTRANSCRIBERESPONSE']._serialized_end=824
-  _globals['_SPEECHEVENT']._serialized_start=827
-  _globals['_SPEECHEVENT']._serialized_end=998
-  _globals['_SPEECHEVENT_TYPE']._serialized_start=932
-  _globals['_SPEECHEVENT_TYPE']._serialized_end=998
-  _globals['_WORDINFO']._serialized_start=1000
-  _globals['_WORDINFO']._serialized_end=1077
-  _globals['_SPEECHRESULT']._serialized_start=1080
-  _globals['_SPEECHRESULT']._serialized_end=1435
-  _globals['_RESULTTIMING']._serialized_start=1438
-  _globals['_RESULTTIMING']._serialized_end=1587
-  _globals['_RESULTQUALITY']._serialized_start=1590
-  _globals['_RESULTQUALITY']._serialized_end=1893
-  _globals['_RESULTQUALITY_FLAG']._serialized_start=1756
-  _globals['_RESULTQUALITY_FLAG']._serialized_end=1893
-  _globals['_TRANSCRIBEREQUEST']._serialized_start=1895
-  _globals['_TRANSCRIBEREQUEST']._serialized_end=1984
-  _globals['_TRANSCRIBERESPONSE']._serialized_start=1986
-  _globals['_TRANSCRIBERESPONSE']._serialized_end=2077
-  _globals['_READYREQUEST']._serialized_start=2079
-  _globals['_READYREQUEST']._serialized_end=2093
-  _globals['_READYRESPONSE']._serialized_start=2095
-  _globals['_READYRESPONSE']._serialized_end=2141
-  _globals['_TRANSCRIBER']._serialized_start=2218
-  _globals['_TRANSCRIBER']._serialized_end=2526
+  _globals['_STREAMINGTRANSCRIBERESPONSE']._serialized_end=883
+  _globals['_CONFIGUPDATE']._serialized_start=886
+  _globals['_CONFIGUPDATE']._serialized_end=1095
+  _globals['_CONFIGUPDATE_OUTCOME']._serialized_start=1035
+  _globals['_CONFIGUPDATE_OUTCOME']._serialized_end=1095
+  _globals['_SPEECHEVENT']._serialized_start=1098
+  _globals['_SPEECHEVENT']._serialized_end=1269
+  _globals['_SPEECHEVENT_TYPE']._serialized_start=1203
+  _globals['_SPEECHEVENT_TYPE']._serialized_end=1269
+  _globals['_WORDINFO']._serialized_start=1271
+  _globals['_WORDINFO']._serialized_end=1348
+  _globals['_SPEECHRESULT']._serialized_start=1351
+  _globals['_SPEECHRESULT']._serialized_end=1706
+  _globals['_RESULTTIMING']._serialized_start=1709
+  _globals['_RESULTTIMING']._serialized_end=1858
+  _globals['_RESULTQUALITY']._serialized_start=1861
+  _globals['_RESULTQUALITY']._serialized_end=2164
+  _globals['_RESULTQUALITY_FLAG']._serialized_start=2027
+  _globals['_RESULTQUALITY_FLAG']._serialized_end=2164
+  _globals['_TRANSCRIBEREQUEST']._serialized_start=2166
+  _globals['_TRANSCRIBEREQUEST']._serialized_end=2255
+  _globals['_TRANSCRIBERESPONSE']._serialized_start=2257
+  _globals['_TRANSCRIBERESPONSE']._serialized_end=2348
+  _globals['_READYREQUEST']._serialized_start=2350
+  _globals['_READYREQUEST']._serialized_end=2364
+  _globals['_READYRESPONSE']._serialized_start=2366
+  _globals['_READYRESPONSE']._serialized_end=2412
+  _globals['_TRANSCRIBER']._serialized_start=2489
+  _globals['_TRANSCRIBER']._serialized_end=2797
 # @@protoc_insertion_point(module_scope)

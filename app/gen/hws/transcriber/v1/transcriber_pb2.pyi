@@ -61,14 +61,36 @@ class StreamingTranscribeRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[StreamingConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
 
 class StreamingTranscribeResponse(_message.Message):
-    __slots__ = ("result", "event", "final_offset_s")
+    __slots__ = ("result", "event", "config_update", "final_offset_s")
     RESULT_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_UPDATE_FIELD_NUMBER: _ClassVar[int]
     FINAL_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
     result: SpeechResult
     event: SpeechEvent
+    config_update: ConfigUpdate
     final_offset_s: float
-    def __init__(self, result: _Optional[_Union[SpeechResult, _Mapping]] = ..., event: _Optional[_Union[SpeechEvent, _Mapping]] = ..., final_offset_s: _Optional[float] = ...) -> None: ...
+    def __init__(self, result: _Optional[_Union[SpeechResult, _Mapping]] = ..., event: _Optional[_Union[SpeechEvent, _Mapping]] = ..., config_update: _Optional[_Union[ConfigUpdate, _Mapping]] = ..., final_offset_s: _Optional[float] = ...) -> None: ...
+
+class ConfigUpdate(_message.Message):
+    __slots__ = ("outcome", "message", "received_at_s", "in_progress_utterance_id")
+    class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OUTCOME_UNSPECIFIED: _ClassVar[ConfigUpdate.Outcome]
+        APPLIED: _ClassVar[ConfigUpdate.Outcome]
+        REFUSED: _ClassVar[ConfigUpdate.Outcome]
+    OUTCOME_UNSPECIFIED: ConfigUpdate.Outcome
+    APPLIED: ConfigUpdate.Outcome
+    REFUSED: ConfigUpdate.Outcome
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    IN_PROGRESS_UTTERANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    outcome: ConfigUpdate.Outcome
+    message: str
+    received_at_s: float
+    in_progress_utterance_id: str
+    def __init__(self, outcome: _Optional[_Union[ConfigUpdate.Outcome, str]] = ..., message: _Optional[str] = ..., received_at_s: _Optional[float] = ..., in_progress_utterance_id: _Optional[str] = ...) -> None: ...
 
 class SpeechEvent(_message.Message):
     __slots__ = ("type", "time_s", "utterance_id")

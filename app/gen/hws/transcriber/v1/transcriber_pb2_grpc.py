@@ -56,9 +56,11 @@ class TranscriberServicer:
 
     def StreamingTranscribe(self, request_iterator, context):
         """Bidirectional streaming recognition: config first, then audio; partial
-        and final results and speech events come back while audio flows. The
-        client ends its audio by half-closing the stream: the server then
-        finalises the utterance in progress, sends its final and closes with OK.
+        and final results and speech events come back while audio flows. A later
+        config changes the settings from the next utterance on, without
+        reconnecting. The client ends its audio by half-closing the stream: the
+        server then finalises the utterance in progress, sends its final and
+        closes with OK.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
