@@ -382,10 +382,6 @@ class Engine:
     def stalled(self) -> bool:
         return bool(self._stalled)
 
-    @property
-    def ready(self) -> bool:
-        return self.info is not None and not self._stopping and not self.stalled
-
     def stop(self) -> None:
         with self._lock:
             self._stopping = True

@@ -14,7 +14,7 @@ import pytest
 from faster_whisper.transcribe import Segment
 from faster_whisper.transcribe import Word as FwWord
 
-from app.audio import AudioDecoder, AudioFormatError, Encoding, RecentAudio, decode_whole
+from app.audio import AudioDecoder, AudioFormatError, Encoding, RecentAudio
 from app.config import ConfigError, Settings, env_name, load_settings
 from app.engine import DecodeResult, _result
 from app.quality import Flag, repeated_run, without_loop
@@ -26,7 +26,8 @@ from tests.helpers import clip_audio, clip_pcm16
 def test_mulaw_matches_g711_reference() -> None:
     codes = bytes(range(256))
     expected = np.frombuffer(audioop.ulaw2lin(codes, 2), dtype="<i2") / 32768.0
-    decoded = decode_whole(codes, Encoding.MULAW, 16000)
+    decoder = AudioDecoder(Encoding.MULAW, 16000)
+    decoded = np.concatenate([decoder.decode(codes), decoder.flush()])
     assert np.allclose(decoded, expected, atol=1e-6)
 
 
