@@ -90,12 +90,6 @@ class AudioDecoder:
         return self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
 
-def decode_whole(data: bytes, encoding: Encoding, sample_rate_hz: int, channels: int = 1) -> np.ndarray:
-    """Decode a complete clip (the unary call)."""
-    decoder = AudioDecoder(encoding, sample_rate_hz, channels)
-    return np.concatenate([decoder.decode(data), decoder.flush()])
-
-
 def float_to_pcm16(samples: np.ndarray) -> bytes:
     """16 kHz float32 to the int16 bytes webrtcvad reads."""
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()

@@ -163,7 +163,7 @@ class InjectedFault(RuntimeError):
 FAULT_MARKER = "HWS-FAULT"
 # Runaway guard: speech yields about 3-5 tokens a second (timestamps included); a hypothesis looping on
 # repeated text (noise, junk hot words, a misleading forced prefix) would otherwise run every fallback
-# temperature to Whisper's 448-token limit, ~20 s on 2 CPU cores, holding up every stream.
+# temperature to Whisper's 448-token limit, many seconds of decoding that hold up every stream.
 TOKENS_PER_SECOND = 10
 MIN_NEW_TOKENS = 10
 # A partial has no timestamp tokens and is only shown: fast speech is about 5 tokens a second. On the
@@ -194,9 +194,8 @@ def resolve_device(requested: str) -> str:
 
 
 def resolve_batch_size(requested: int, device: str) -> int:
-    # Measured on 2 CPU cores (tiny.en int8, scripts/bench_encoder_window.py): a 14 s window's
-    # encoder pass costs 0.042 s alone and 0.056-0.067 s per item in batches of 2-8 (the cores are
-    # already saturated by one), so the CPU gains nothing from batching.
+    # On a CPU one encoder pass already saturates the cores, so batching gains nothing there
+    # (scripts/bench_encoder_window.py; the figures are in the README, Benchmarks).
     if requested:
         return requested
     return 8 if device == "cuda" else 1
@@ -209,10 +208,9 @@ def _cores() -> int:
 def resolve_workers(requested: int, device: str) -> int:
     """Decodes that run at once. On a CPU, one per core, each on a single-threaded replica.
 
-    Measured on 2 cores (tiny.en int8): a decoder step costs 7.1 ms on one thread and 10.1 ms on two
-    (its operations are too small to share out), a 30 s encoder pass 0.67 s and 0.37 s. Two replicas
-    decoding a job each get about twice the work done that one replica on both cores does. A GPU
-    gains from batching instead, with one worker.
+    A decoder step's operations are too small to share out between threads, so single-threaded
+    replicas decoding a job each get more done than one replica on every core (README, Benchmarks,
+    gives the figures). A GPU gains from batching instead, with one worker.
     """
     if requested:
         return requested
@@ -384,10 +382,6 @@ class Engine:
     @property
     def stalled(self) -> bool:
         return bool(self._stalled)
-
-    @property
-    def ready(self) -> bool:
-        return self.info is not None and not self._stopping and not self.stalled
 
     def stop(self) -> None:
         with self._lock:
@@ -720,12 +714,11 @@ class Engine:
         """Decode a job; a final heard with context keeps the words after the context.
 
         The context is the stream's audio from the previous utterance on: offline Whisper hears the
-        speech before an utterance in the same 30 s window, and measured on real speech that context
-        is worth a tenth of the errors. When the words kept do not cover the utterance (the model
-        stopped after the context), or begin as the context's words did (the model read the previous
-        utterance again and its timings ran past the split: "This is" for "Montreal forced what's
-        called aligner" after "This is the other Montreal forced aligner"), the utterance is decoded
-        alone instead. Speech that really repeats the utterance before loses only the context.
+        speech before an utterance in the same 30 s window, and on real speech that context saves
+        errors (README, Benchmarks). When the context did not work as context, the utterance is
+        decoded alone instead: the words kept do not cover the utterance (the model stopped after the
+        context), or the model did not read the context as such (_misreads_context). Speech that
+        really repeats the utterance before loses only the context.
         """
         self._inject_fault(job)
         result = self._generate(job, features, encoder_output)

@@ -16,9 +16,8 @@ are, so what one caller can make it hold must be small:
 A call may send any number of requests: each is answered from the descriptors already in memory,
 and the next is read only once the answer has been handed to the connection, which waits while the
 client is not reading (HTTP/2 flow control). A client that sends requests and never reads the
-answers stops being read once the flow-control windows are full (measured: some 2,800 answers of
-1.5 kB, about 4 MB, held by gRPC), as on any other call; one that reads
-them costs what as many separate calls would.
+answers stops being read once the flow-control windows are full (README, Interface, gives the
+measured figure), as on any other call; one that reads them costs what as many separate calls would.
 """
 
 from __future__ import annotations

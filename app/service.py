@@ -52,10 +52,10 @@ _ENCODINGS = {
     pb.LINEAR16: Encoding.LINEAR16,
     pb.MULAW: Encoding.MULAW,
 }
-MAX_AUDIO_OFFSET_S = 10_000_000.0
+MAX_AUDIO_OFFSET_S = 10_000_000.0  # about 115 days of audio: beyond any real stream
 STREAM_LIMIT_RETRY_S = 1.0
 # gRPC's standard server pushback trailer: how long a client should wait before retrying.
-PUSHBACK_KEY = "grpc-retry-pushback-ms"  # about 115 days of audio: beyond any real stream
+PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 _Request = TypeVar("_Request")
 

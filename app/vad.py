@@ -141,10 +141,6 @@ class Segmenter:
             self._next = params
 
     @property
-    def in_speech(self) -> bool:
-        return self._utterance is not None
-
-    @property
     def trailing_silence_ms(self) -> int:
         """Unvoiced time at the end of the utterance in progress (0 when none is)."""
         return 0 if self._utterance is None else self._utterance.silence_frames * self.params.frame_ms

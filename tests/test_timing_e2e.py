@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import statistics
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from tests.helpers import EVAL_DIR, ServerProcess, chunked, clip_pcm16, requests, stream, streaming_config
+from tests.helpers import EVAL_DIR, MetricsDelta, ServerProcess, chunked, clip_pcm16, requests, stream, streaming_config
 from tests.test_client_cli_e2e import cli
 
 SILENCE_1S = b"\x00\x00" * 16_000
@@ -31,29 +29,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process = ServerProcess().start(tmp_path_factory.mktemp("timing-server"))
     yield process
     process.stop()
-
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(server: ServerProcess) -> Samples:
-    text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-class Delta:
-    """The change of every sample between two scrapes."""
-
-    def __init__(self, before: Samples, after: Samples) -> None:
-        self.before, self.after = before, after
-
-    def __call__(self, name: str, **labels: str) -> float:
-        key = (name, frozenset(labels.items()))
-        return self.after.get(key, 0.0) - self.before.get(key, 0.0)
 
 
 def results(responses: list[pb.StreamingTranscribeResponse]) -> list[pb.SpeechResult]:
@@ -72,9 +47,9 @@ def test_every_result_is_timed_its_parts_fit_and_the_metrics_agree(server: Serve
     # Recorded speech at real-time pace with partials: pauses inside it start finals early (in the pause,
     # on an idle worker), so finals whose decode overlapped the endpoint wait are among these.
     pcm = clip_pcm16("jfk.flac") + SILENCE_1S + clip_pcm16("ls_61-70968-0000.flac") + SILENCE_1S
-    before = scrape(server)
+    before = server.metrics()
     responses = stream(server.address, requests(streaming_config(interim_results=True), chunked(pcm, CHUNK), 0.1))
-    delta = Delta(before, scrape(server))
+    delta = MetricsDelta(before, server.metrics())
     got = results(responses)
     finals = [r for r in got if r.is_final]
     partials = [r for r in got if not r.is_final]
@@ -137,9 +112,9 @@ def test_decode_time_and_audio_agree_with_the_metrics_decode_for_decode(server: 
     # Finals only, and an endpoint as short as the VAD's kept pad: a pause reaches the endpoint the moment
     # it could start a final early, so no decode is begun and dropped, and each decode is one result's.
     pcm = clip_pcm16("synth_weather.wav") + SILENCE_1S + clip_pcm16("synth_meeting.wav") + SILENCE_1S
-    before = scrape(server)
+    before = server.metrics()
     responses = stream(server.address, requests(streaming_config(endpoint_silence_ms=300), chunked(pcm, CHUNK)))
-    delta = Delta(before, scrape(server))
+    delta = MetricsDelta(before, server.metrics())
     finals = [r for r in results(responses) if r.is_final]
     assert len(finals) >= 2 and all(r.text for r in finals)
     assert delta("hws_speculative_finals_total", outcome="used") == 0

