@@ -120,12 +120,12 @@ def test_a_pause_tells_the_end_it_will_give_before_the_endpoint() -> None:
 
 
 def test_vad_settings_changed_in_an_utterance_apply_from_the_next() -> None:
-    audio = decode_audio(str(EVAL_DIR / "synth_dialogue_clean.wav"))[: 23 * 16000]  # three utterances
+    audio = clip_audio("synth_dialogue_clean.wav")[: 23 * 16000]  # three utterances
     before = [e for e in segment(audio, VadParams()) if isinstance(e, SpeechEnd)]
     assert len(before) == 3
     segmenter = Segmenter(VadParams())
     events = segmenter.feed(audio[: round(2.6 * 16000)])
-    assert segmenter.in_speech
+    assert segmenter.current() is not None  # an utterance is in progress
     segmenter.reconfigure(VadParams(endpoint_silence_ms=3000, aggressiveness=3))
     assert segmenter.params.endpoint_silence_ms == 500, "the utterance in progress keeps its settings"
     events += segmenter.feed(audio[round(2.6 * 16000) :])  # one feed: the change comes inside it
@@ -154,10 +154,10 @@ def test_vad_settings_changed_in_an_utterance_apply_from_the_next() -> None:
 
 
 def test_a_shorter_forced_cut_set_in_an_utterance_cuts_every_later_piece_to_it() -> None:
-    audio = decode_audio(str(EVAL_DIR / "ls_1221-135766-0001.wav"))  # about 16 s with few pauses
+    audio = clip_audio("ls_1221-135766-0001.wav")  # about 16 s with few pauses
     segmenter = Segmenter(VadParams(max_utterance_s=6.0))
     events = segmenter.feed(audio[: 3 * 16000])
-    assert segmenter.in_speech
+    assert segmenter.current() is not None  # an utterance is in progress
     segmenter.reconfigure(VadParams(max_utterance_s=1.0))
     for offset in range(3 * 16000, audio.shape[0], 4000):
         events += segmenter.feed(audio[offset : offset + 4000])
