@@ -19,6 +19,7 @@ from typing import Any
 from app.vad import VadParams
 
 EMBEDDED_MODEL = "tiny.en-embedded"
+EMBEDDED_BASE_MODEL = "base-embedded"  # multilingual; the optional extra `base` (app/embedded_models.py)
 _VAD_DEFAULTS = VadParams()
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = (
@@ -186,8 +187,9 @@ HELP = {
     "port": "gRPC port",
     "metrics_port": "Prometheus /metrics HTTP port (0 disables it)",
     "metrics_host": "address the metrics endpoint listens on (empty: --host); it has no authentication",
-    "model": f"'{EMBEDDED_MODEL}' (bundled, offline), a CTranslate2 model folder, or a model name such as large-v3",
-    "model_cache_dir": "where named models are downloaded",
+    "model": f"'{EMBEDDED_MODEL}' (bundled, offline), '{EMBEDDED_BASE_MODEL}' (multilingual, offline, the extra "
+    "'base'), a CTranslate2 model folder, or a model name such as large-v3",
+    "model_cache_dir": f"where named models are downloaded and {EMBEDDED_BASE_MODEL} is joined",
     "device": "auto (CUDA when CTranslate2 sees a GPU and can compute on it, else the CPU), cpu or cuda",
     "compute_type": "auto (float16 on GPU, int8 on CPU) or a CTranslate2 compute type",
     "decode_workers": "decodes run at once, each on its own CTranslate2 replica (0: one per core on CPU, 1 on GPU)",

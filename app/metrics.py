@@ -64,6 +64,12 @@ DECODE_SECONDS = Histogram(
 DECODED_AUDIO_SECONDS = Counter(
     "hws_decoded_audio_seconds_total", "Seconds of audio decoded, by kind; RTF = decode seconds / this.", ("kind",)
 )
+LANGUAGE_DETECTION_SECONDS = Histogram(
+    "hws_language_detection_seconds",
+    "Time to detect a decode's language (multilingual model, no language asked for), by kind (partial, final).",
+    ("kind",),
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 BATCH_SIZE = Histogram(
     "hws_batch_size",
     "Decodes per encoder pass (jobs with equal windows share one).",

@@ -166,6 +166,11 @@ def stream_params(
             raise invalid(
                 f"the model {info.name} is English-only; language must be 'en' or empty, got {_shown(config.language)}"
             )
+        if language not in info.languages:  # a code newer than the model (yue before large-v3)
+            raise invalid(
+                f"the model {info.name} cannot transcribe {_shown(config.language)}: it knows {len(info.languages)} "
+                "languages, not this one; leave language empty to detect it"
+            )
     if len(config.initial_prompt) > settings.max_prompt_chars:
         raise invalid(
             f"initial_prompt is {len(config.initial_prompt)} characters; the limit is {settings.max_prompt_chars}"

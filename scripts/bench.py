@@ -9,16 +9,20 @@ One run measures, against `python -m app.server`:
 - server CPU seconds per second of audio (interim off and on) against offline faster-whisper;
 - capacity: the largest number of concurrent real-time streams (interim on) the server keeps up with,
   with batching off (--max-batch-size 1) and on, stepping N = 1, 2, 3, 4, 6, 8, ... to the first failure;
-- with --isolation, a real-time victim stream beside 1 and 4 abusive clients (scripts/bench_isolation.py).
+- with --isolation, a real-time victim stream beside 1 and 4 abusive clients (scripts/bench_isolation.py);
+- with --compare-base, the real-speech, single-stream and capacity phases again on base-embedded
+  (multilingual Whisper base, language detected per utterance), reported beside tiny.en.
 
 Prints a table and writes bench-results/bench-<timestamp>.json and bench-results/latest.json.
 Run: .venv/bin/python scripts/bench.py [--quick] [--skip-capacity] [--skip-offline] [--whisperlive] [--isolation]
+     [--compare-base]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import dataclasses
 import datetime
 import itertools
@@ -87,6 +91,7 @@ CAPACITY_DRAIN_S = 3.0  # the stream's last response arrives within this after t
 CAPACITY_MAX_SLIP_S = 0.5  # the client never falls this far behind its real-time send schedule
 # Reported besides: the largest passing N whose captions also stay live (partial gap p95 within this).
 CAPTION_PARTIAL_GAP_S = 2.0
+BASE_MODEL = "base-embedded"  # --compare-base: the multilingual model, beside the default tiny.en
 
 
 # -- small helpers -------------------------------------------------------------------------------------------
@@ -296,6 +301,7 @@ async def run_stream(
                     "stable_text": result.stable_text,
                     "words": [(w.start_s, w.end_s) for w in result.words],
                     "flags": [pb.ResultQuality.Flag.Name(f) for f in result.quality.flags],
+                    "language": result.language,
                 }
                 (record.finals if result.is_final else record.partials).append(item)
 
@@ -319,6 +325,7 @@ def stream_figures(records: Sequence[StreamRecord]) -> dict[str, Any]:
         "max_send_slip_s": round(max((r.max_slip_s for r in records), default=0.0), 3),
         "max_drain_s": round(max((r.drain_s() for r in records), default=0.0), 3),
         "errors": [r.error for r in records if r.error],
+        "final_languages": dict(collections.Counter(f["language"] for r in records for f in r.finals)),
     }
 
 
@@ -362,6 +369,50 @@ def single_stream_phase(server: ServerProcess, clips: Sequence[str], interim: bo
         },
         "per_clip": per_clip,
     }
+
+
+def detection_ms(phase: dict[str, Any], kind: str) -> float | None:
+    """Mean time of one language detection in a phase, from the server's metrics (None: no detection)."""
+    delta = phase["server_metrics_delta"]
+    count = delta.get(f'hws_language_detection_seconds_count{{kind="{kind}"}}')
+    total = delta.get(f'hws_language_detection_seconds_sum{{kind="{kind}"}}', 0.0)
+    return round(1000 * total / count, 1) if count else None
+
+
+def base_phase(
+    server_args: Sequence[str],
+    clips: Sequence[str],
+    capacity_clips: Sequence[str],
+    steps: Sequence[int],
+    seconds: float,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The tiny.en phases again on base-embedded, on the same audio (capacity with the default batching only)."""
+    base_args = [*server_args, "--model", BASE_MODEL]
+    out: dict[str, Any] = {"server_args": base_args}
+    if not args.skip_real:
+        out["real"] = real_speech_phases(base_args, args, "base-real")
+    print(f"single stream on {BASE_MODEL}: {len(clips)} clips, interim off then on", file=sys.stderr)
+    out["single_stream"] = single_stream_phases(base_args, clips, "base-single")
+    out["language_detection_ms"] = {
+        "final": detection_ms(out["single_stream"]["interim_off"], "final"),
+        "partial": detection_ms(out["single_stream"]["interim_on"], "partial"),
+    }
+    if not args.skip_capacity:
+        print(f"capacity [{BASE_MODEL}]: steps {list(steps)}", file=sys.stderr)
+        out["capacity"] = capacity_phase("base", base_args, capacity_clips, steps, seconds, args.capacity_budget_s)
+    return out
+
+
+def single_stream_phases(server_args: Sequence[str], clips: Sequence[str], log_name: str) -> dict[str, Any]:
+    """The single-stream phase on a fresh server, interim off then on."""
+    with bench_server(server_args, log_name) as server:
+        warm_up(server)
+        return {
+            "interim_off": single_stream_phase(server, clips, interim=False),
+            "interim_on": single_stream_phase(server, clips, interim=True),
+            "server_log_problems": server.log_problems(),
+        }
 
 
 def offline_phase(clips: Sequence[str]) -> dict[str, Any]:
@@ -444,6 +495,19 @@ def real_speech_phase(server: ServerProcess, alone_concurrency: int, limit: int)
         figures.pop("final_latency_s")  # concurrent streams: latency is the continuous stream's figure
         out[f"alone_{mode}"] = figures
     return out
+
+
+def real_limit(args: argparse.Namespace) -> int:
+    return QUICK_REAL_RECORDINGS if args.quick else args.real_recordings
+
+
+def real_speech_phases(server_args: Sequence[str], args: argparse.Namespace, log_name: str) -> dict[str, Any]:
+    """The real-speech phase on a fresh server."""
+    with bench_server(server_args, log_name) as server:
+        warm_up(server)
+        out = real_speech_phase(server, args.real_alone_concurrency, real_limit(args))
+        out["server_log_problems"] = server.log_problems()
+        return out
 
 
 def offline_real_phase(limit: int) -> dict[str, Any]:
@@ -719,9 +783,45 @@ def report(result: dict[str, Any]) -> str:
         rows.append(("WhisperLive WER completed / +pending", f"{fmt(wl['wer'])} / {fmt(wl['wer_with_pending'])}", ""))
         rows.append(("WhisperLive update gap p50/p95/max", spread(wl["update_gap_s"]), "any segment message"))
         rows.append(("WhisperLive CPU s / audio s", fmt(wl["cpu_per_audio_s"]), ""))
+    rows += base_rows(result)
     width = max((len(r[0]) for r in rows), default=10)
     vwidth = max((len(r[1]) for r in rows), default=10)
     return "\n".join(f"{name:<{width}}  {value:<{vwidth}}  {note}".rstrip() for name, value, note in rows)
+
+
+def base_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """base-embedded beside tiny.en, figure by figure (--compare-base)."""
+    base = result.get("base")
+    if not base:
+        return []
+    rows = [(f"--- {BASE_MODEL} (tiny.en in the note)", "", shlex.join(base["server_args"]))]
+    for shape in ("continuous", "alone"):
+        for mode in ("interim_on", "interim_off"):
+            b, t = base.get("real", {}).get(f"{shape}_{mode}"), result.get("real", {}).get(f"{shape}_{mode}")
+            if b:
+                rows.append((f"real {shape} WER [{mode}]", fmt(b["wer"]), f"tiny.en {fmt(t and t['wer'])}"))
+    for mode in ("interim_off", "interim_on"):
+        b, t = base["single_stream"][mode], result["single_stream"][mode]
+        rows.append((f"WER streamed [{mode}]", fmt(b["wer"]), f"tiny.en {fmt(t['wer'])}"))
+        rows.append(
+            (
+                f"final latency p50/p95 [{mode}]",
+                spread(b["final_latency_s"], ("p50", "p95")),
+                f"tiny.en {spread(t['final_latency_s'], ('p50', 'p95'))}",
+            )
+        )
+        rows.append(
+            (f"server CPU s / audio s [{mode}]", fmt(b["cpu_per_audio_s"]), f"tiny.en {fmt(t['cpu_per_audio_s'])}")
+        )
+        rows.append((f"finals by language [{mode}]", str(b["final_languages"]), "English clips"))
+    detection = base["language_detection_ms"]
+    rows.append(("language detection, ms per final / partial", f"{detection['final']} / {detection['partial']}", ""))
+    cap, tiny = base.get("capacity"), result.get("capacity", {})
+    if cap:
+        tiny_cap = tiny.get("default") or tiny.get("batching_off")
+        note = f"tiny.en {tiny_cap['capacity']} ({tiny_cap['captioning_capacity']})" if tiny_cap else ""
+        rows.append(("capacity (captioning)", f"{cap['capacity']} ({cap['captioning_capacity']}) streams", note))
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -750,6 +850,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--isolation", action="store_true", help="also run scripts/bench_isolation.py (a victim beside abusers)"
     )
     parser.add_argument("--isolation-seconds", type=float, default=60.0, help="the victim's audio per isolation step")
+    parser.add_argument(
+        "--compare-base",
+        action="store_true",
+        help=f"also run the real-speech, single-stream and capacity phases on {BASE_MODEL}, beside tiny.en",
+    )
     args = parser.parse_args(argv)
     RESULTS_DIR = args.results_dir
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the servers started here are stopped
@@ -786,6 +891,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "clips": clips,
             "real_recordings": QUICK_REAL_RECORDINGS if args.quick else args.real_recordings or "all",
             "quick": args.quick,
+            "compare_base": args.compare_base,
             "capacity_criteria": {
                 "final_latency_p95_s": CAPACITY_P95_LATENCY_S,
                 "drain_s": CAPACITY_DRAIN_S,
@@ -797,11 +903,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
 
     if not args.skip_real:
-        limit = QUICK_REAL_RECORDINGS if args.quick else args.real_recordings
-        with bench_server(server_args, "real") as server:
-            warm_up(server)
-            result["real"] = real_speech_phase(server, args.real_alone_concurrency, limit)
-            result["real"]["server_log_problems"] = server.log_problems()
+        limit = real_limit(args)
+        result["real"] = real_speech_phases(server_args, args, "real")
         if not args.skip_offline:
             print("offline faster-whisper on the real recordings", file=sys.stderr)
             result["real"]["offline"] = offline_real_phase(limit)
@@ -810,13 +913,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["real"]["whisperlive"] = whisperlive_real_phase(limit)
 
     print(f"single stream: {len(clips)} clips, interim off then on", file=sys.stderr)
-    with bench_server(server_args, "single") as server:
-        warm_up(server)
-        result["single_stream"] = {
-            "interim_off": single_stream_phase(server, clips, interim=False),
-            "interim_on": single_stream_phase(server, clips, interim=True),
-        }
-        result["single_stream"]["server_log_problems"] = server.log_problems()
+    result["single_stream"] = single_stream_phases(server_args, clips, "single")
 
     comparison: dict[str, Any] = {}
     if not args.skip_offline:
@@ -844,6 +941,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["capacity"]["batching_ratio"] = ratio(
                 cap["batching_on"]["capacity"], cap["batching_off"]["capacity"]
             )
+
+    if args.compare_base:
+        result["base"] = base_phase(server_args, clips, capacity_clips, steps, seconds, args)
 
     if args.isolation:
         from scripts.bench_isolation import isolation_phase

@@ -11,6 +11,9 @@
 #   haproxy        Debian package `haproxy`, pinned to bookworm's 2.6 series (apt-get; needs root):
 #                  the L7 load balancer that stands in for the ALB in tests/test_lb_lifecycle_e2e.py
 #                  (the test skips, saying so, without it).
+#   espeak-ng      Debian package `espeak-ng`, pinned to bookworm's 1.51 (apt-get; needs root): speaks the
+#                  non-English test speech of tests/test_languages_e2e.py (the test skips, saying so, without
+#                  it). Pinned because the tests detect languages in what this version says.
 #
 # Re-running is cheap: a venv is only (re)installed when its constraints file changed.
 # Env: PYTHON (interpreter for the venvs, default python3), INFRA_VENV, CHECKOV_VENV.
@@ -57,19 +60,25 @@ else
   exit 1
 fi
 
-HAPROXY_VERSION="2.6.*"
-if command -v haproxy > /dev/null 2>&1; then
-  log "haproxy present: $(haproxy -v 2>&1 | head -n1)"
-elif [[ "$(id -u)" -eq 0 ]] && command -v apt-get > /dev/null 2>&1; then
-  log "installing haproxy $HAPROXY_VERSION (Debian package haproxy)"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "haproxy=$HAPROXY_VERSION" > /dev/null
-  # Like prometheus, the package's own daemon starts only where systemd/init runs; the test starts its own.
-else
-  log "ERROR: haproxy is missing. Install the 'haproxy' package ($HAPROXY_VERSION), e.g."
-  log "       sudo apt-get install -y 'haproxy=$HAPROXY_VERSION', or put haproxy on PATH."
-  exit 1
-fi
+# apt_tool PACKAGE VERSION VERSION_FLAG: a pinned Debian package whose command has the package's name.
+apt_tool() {
+  local package="$1" version="$2" flag="$3"
+  if command -v "$package" > /dev/null 2>&1; then
+    log "$package present: $("$package" "$flag" 2>&1 | head -n1)"
+  elif [[ "$(id -u)" -eq 0 ]] && command -v apt-get > /dev/null 2>&1; then
+    log "installing $package $version (Debian package $package)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package=$version" > /dev/null
+  else
+    log "ERROR: $package is missing. Install the '$package' package ($version), e.g."
+    log "       sudo apt-get install -y '$package=$version', or put $package on PATH."
+    exit 1
+  fi
+}
+
+# Like prometheus, haproxy's own daemon starts only where systemd/init runs; the test starts its own.
+apt_tool haproxy "2.6.*" -v
+apt_tool espeak-ng "1.51*" --version
 
 "$INFRA_VENV/bin/hadolint" --version > /dev/null
 "$CHECKOV_VENV/bin/checkov" --version > /dev/null
