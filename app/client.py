@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 import grpc
 
@@ -118,7 +118,7 @@ def _decoded(container: Any, step: int) -> Iterator[bytes]:
 
 
 def raw_source(
-    stream: BinaryIO,
+    stream: IO[bytes],
     sample_rate_hz: int,
     encoding: int = pb.LINEAR16,
     channels: int = 1,
@@ -282,7 +282,9 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, gr
 
 def _pushback_s(exc: grpc.RpcError) -> float:
     """The server's retry hint (gRPC's grpc-retry-pushback-ms trailer), 0 when it gave none."""
-    trailers = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
+    # A call's error is also its grpc.Call; typed as an object, since the stubs' two classes cannot be combined.
+    call: object = exc
+    trailers = call.trailing_metadata() if isinstance(call, grpc.Call) else None
     for key, value in trailers or ():
         if key == "grpc-retry-pushback-ms" and str(value).isdigit():
             return int(value) / 1000

@@ -238,7 +238,9 @@ class Server:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
             try:
                 with grpc.insecure_channel(self.address) as channel:
-                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+                    stub = health_pb2_grpc.HealthStub(channel)
+                    # typeshed's HealthStub lacks the methods that its __init__ sets.
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)  # type: ignore[attr-defined]
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
@@ -400,7 +402,7 @@ async def run_stream(
         try:
             await asyncio.gather(write(), read())
         except grpc.RpcError as exc:
-            record.error = f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+            record.error = f"{exc.code().name}: {exc.details()}"
             call.cancel()
         record.ended_at = time.monotonic()
     return record
