@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import audioop  # deprecated, present through 3.12: an independent G.711 reference
 import dataclasses
 import itertools
 import time
@@ -21,14 +20,29 @@ from app.engine import DecodeResult, _result
 from app.quality import Flag, repeated_run, without_loop
 from app.stabilizer import LocalAgreement
 from app.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
+from tests import g711
 from tests.helpers import EVAL_DIR, clip_pcm16
 
 
 def test_mulaw_matches_g711_reference() -> None:
     codes = bytes(range(256))
-    expected = np.frombuffer(audioop.ulaw2lin(codes, 2), dtype="<i2") / 32768.0
+    expected = np.array(g711.decode(codes)) / 32768.0
     decoded = decode_whole(codes, Encoding.MULAW, 16000)
     assert np.allclose(decoded, expected, atol=1e-6)
+
+
+def test_the_g711_reference_encodes_each_codes_value_back_to_it() -> None:
+    # Each but 0x7F: a negative zero, which decodes to 0 like 0xFF, and 0 encodes to 0xFF.
+    for code in range(256):
+        assert g711.linear_to_ulaw(g711.ulaw_to_linear(code)) == (0xFF if code == 0x7F else code)
+
+
+def test_the_g711_reference_matches_audioop_where_python_still_has_it() -> None:
+    audioop = pytest.importorskip("audioop", reason="audioop is gone from Python 3.13")
+    codes = bytes(range(256))
+    assert g711.decode(codes) == list(np.frombuffer(audioop.ulaw2lin(codes, 2), dtype="<i2"))
+    every_sample = np.arange(-32768, 32768, dtype="<i2").tobytes()
+    assert g711.encode(every_sample) == audioop.lin2ulaw(every_sample, 2)
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
