@@ -541,6 +541,65 @@ def test_a_client_address_without_a_port_means_the_default_grpc_port(given: str,
     assert with_default_port(given) == dialled
 
 
+def _equal_jitter_bounds(failures: int, backoff_s: float, cap_s: float, pushback_s: float) -> tuple[float, float]:
+    ceiling = min(cap_s, backoff_s * 2 ** (failures - 1))
+    floor = max(pushback_s, ceiling / 2)
+    return floor, floor + ceiling / 2
+
+
+@pytest.mark.parametrize("pushback_s", [0.0, 3.0])
+def test_the_resume_backoff_doubles_to_its_cap_with_jitter_above_the_servers_pushback(pushback_s: float) -> None:
+    import random
+
+    from app.client import resume_delay
+
+    rng = random.Random(14)
+    for failures in range(1, 12):
+        low, high = _equal_jitter_bounds(failures, 0.5, 10.0, pushback_s)
+        delays = [resume_delay(failures, 0.5, 10.0, pushback_s, rng) for _ in range(2000)]
+        assert all(low <= delay <= high for delay in delays), (failures, low, high)
+        # Spread over the whole interval: clients that failed together do not come back together.
+        assert min(delays) < low + 0.05 * (high - low) and max(delays) > high - 0.05 * (high - low)
+        assert len(set(delays)) == len(delays)
+    assert high == max(pushback_s, 5.0) + 5.0  # the cap (10 s) holds from the sixth failure on
+    assert resume_delay(10_000, 0.5, 10.0, pushback_s, rng) <= max(pushback_s, 5.0) + 5.0  # no overflow
+    # After a connection that made progress: the server's pushback, or at once; no jitter.
+    assert resume_delay(0, 0.5, 10.0, pushback_s, rng) == pushback_s
+    # The same seed, the same schedule.
+    first, second = random.Random(5), random.Random(5)
+    assert [resume_delay(n, rng=first) for n in range(8)] == [resume_delay(n, rng=second) for n in range(8)]
+
+
+def test_a_stream_that_cannot_connect_backs_off_on_the_schedule_until_its_attempts_run_out(tmp_path: Path) -> None:
+    import random
+
+    import grpc
+
+    from app import client
+    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+
+    nowhere = f"unix:{tmp_path / 'no-server.sock'}"  # refused at once: UNAVAILABLE, and no progress
+    source = client.AudioSource([b"\0\0" * 1600], 16_000)
+    config = pb.StreamingConfig(recognition=pb.RecognitionConfig(sample_rate_hz=16_000))
+    retries: list[tuple[int, float]] = []
+    responses = client.stream_resumable(
+        lambda connection: client.make_channel(nowhere),
+        source,
+        config,
+        attempts=6,
+        backoff_s=0.01,
+        max_backoff_s=0.04,
+        rng=random.Random(3),
+        on_retry=lambda exc, connection, delay: retries.append((connection, delay)),
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        list(responses)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    expected = random.Random(3)
+    assert retries == [(n, client.resume_delay(n, 0.01, 0.04, 0.0, expected)) for n in range(1, 7)]
+    assert [delay <= 0.04 for _, delay in retries] == [True] * 6
+
+
 def test_a_backlogged_stream_leaves_a_worker_for_each_stream_that_keeps_up() -> None:
     from app.engine import DecodeOptions, Engine, JobKind, ModelInfo
 
