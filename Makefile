@@ -27,10 +27,12 @@ infra-tools:
 run: $(STAMP)
 	$(BIN)/hws-server $(ARGS)
 
-## Lint, then the whole suite: unit, end-to-end against the real server and model, and static checks.
+## Lint and type-check (ruff, mypy as pyproject.toml configures it), then the whole suite: unit, end-to-end
+## against the real server and model, and static checks.
 test: $(STAMP) infra-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -rs -n auto --dist loadfile
 
 ## Only the infrastructure checks (Dockerfile, compose, Prometheus, Grafana, Terraform).
@@ -40,6 +42,7 @@ infra-test: $(STAMP) infra-tools
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import queue
+import random
 import shutil
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 import grpc
 
@@ -32,6 +33,8 @@ from app.tls import channel_credentials
 
 DEFAULT_CHUNK_MS = 100
 DEFAULT_PORT = 50051
+DEFAULT_BACKOFF_S = 0.5  # the first wait after a connection that made no progress (its ceiling)
+DEFAULT_MAX_BACKOFF_S = 10.0  # the most the backoff's ceiling grows to
 
 
 class SourceError(ValueError):
@@ -118,7 +121,7 @@ def _decoded(container: Any, step: int) -> Iterator[bytes]:
 
 
 def raw_source(
-    stream: BinaryIO,
+    stream: IO[bytes],
     sample_rate_hz: int,
     encoding: int = pb.LINEAR16,
     channels: int = 1,
@@ -282,11 +285,36 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, gr
 
 def _pushback_s(exc: grpc.RpcError) -> float:
     """The server's retry hint (gRPC's grpc-retry-pushback-ms trailer), 0 when it gave none."""
-    trailers = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
+    # A call's error is also its grpc.Call; typed as an object, since the stubs' two classes cannot be combined.
+    call: object = exc
+    trailers = call.trailing_metadata() if isinstance(call, grpc.Call) else None
     for key, value in trailers or ():
         if key == "grpc-retry-pushback-ms" and str(value).isdigit():
             return int(value) / 1000
     return 0.0
+
+
+def resume_delay(
+    failures: int,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+    max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
+    pushback_s: float = 0.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before reconnecting after `failures` connections in a row that made no progress.
+
+    With none (the last connection moved the final offset on), the server's pushback plus up to `backoff_s`
+    at random: a drain ends every stream of a server at once, and its clients should not all land on the
+    next server in the same instant. Otherwise a capped exponential backoff with "equal jitter": the ceiling is `backoff_s` doubled for each
+    failure after the first, at most `max_backoff_s`; the wait is half the ceiling, or the server's pushback
+    where that is longer (it is a floor), plus a random part of up to the other half. Clients that failed
+    together (a server drained under them, a load balancer with no server yet) so spread out instead of
+    reconnecting at the same instant, every time.
+    """
+    if failures <= 0:
+        return pushback_s + (rng or random).uniform(0.0, backoff_s)
+    ceiling = min(max_backoff_s, backoff_s * 2 ** min(failures - 1, 64))
+    return max(pushback_s, ceiling / 2) + (rng or random).uniform(0.0, ceiling / 2)
 
 
 @dataclasses.dataclass(eq=False)
@@ -376,10 +404,12 @@ def stream_resumable(
     source: AudioSource,
     config: pb.StreamingConfig,
     attempts: int = 5,
-    backoff_s: float = 0.5,
+    backoff_s: float = DEFAULT_BACKOFF_S,
     timeout_s: float | None = None,
     metadata: list[tuple[str, str]] | None = None,
     on_retry: Callable[[grpc.RpcError, int, float], None] | None = None,
+    max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
+    rng: random.Random | None = None,
 ) -> Iterator[pb.StreamingTranscribeResponse]:
     """Stream the source, resuming after a dropped connection, a draining server or the stream age limit.
 
@@ -394,9 +424,12 @@ def stream_resumable(
     `audio_offset_s`, so no audio and no transcript is lost and nothing is
     transcribed twice. A connection that moved `final_offset_s` on is followed
     at once (or after the server's `grpc-retry-pushback-ms`); failures in a row
-    back off exponentially, and after `attempts` of them the error is raised
-    (0: never reconnect). So a long stream that a server ends at its maximum age
-    every few minutes goes on for as long as the audio does.
+    back off exponentially from `backoff_s`, capped at `max_backoff_s`, with
+    jitter and never sooner than the server's pushback (`resume_delay`; `rng`
+    draws the jitter, the `random` module's by default), and after `attempts`
+    of them the error is raised (0: never reconnect). So a long stream that a
+    server ends at its maximum age every few minutes goes on for as long as the
+    audio does.
 
     A resumed stream keeps the settings: its first config is the one in force where the audio sent
     again starts (the latest update the server applied before it), and updates sent within that audio
@@ -467,8 +500,7 @@ def stream_resumable(
             failures = 0 if sent.offset_s > start_offset_s else failures + 1
             if exc.code() not in RETRYABLE or attempts == 0 or failures > attempts:
                 raise
-            backoff = backoff_s * 2 ** (failures - 1) if failures else 0.0
-            delay = max(backoff, _pushback_s(exc))
+            delay = resume_delay(failures, backoff_s, max_backoff_s, _pushback_s(exc), rng)
             if on_retry is not None:
                 on_retry(exc, connection + 1, delay)
             time.sleep(delay)

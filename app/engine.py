@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, final
 
 import ctranslate2
 import numpy as np
@@ -118,6 +118,7 @@ class DecodeResult:
     misreads_context: bool = False  # heard with context, but not as context (see _misreads_context)
 
 
+@final  # so that a Context is always true to mypy: `job.context and (...)` is a tuple or None
 @dataclasses.dataclass(frozen=True)
 class Context:
     """Audio before the utterance that a final hears but does not transcribe (sample counts)."""

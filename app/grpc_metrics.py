@@ -26,6 +26,10 @@ def _split(full_method: str) -> tuple[str, str]:
     return service, method
 
 
+# A grpc.aio behaviour: a coroutine (or async generator) function of the request(s) and grpc.aio's context.
+# The stubs type RpcMethodHandler's behaviours as the synchronous server's (grpc.ServicerContext, Iterator).
+_Behaviour = Callable[..., Any]
+
 _BY_VALUE = {status.value[0]: status.name for status in grpc.StatusCode}
 
 
@@ -94,9 +98,9 @@ class _Call:
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -107,7 +111,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         }
 
         if handler.unary_unary:
-            inner_uu = handler.unary_unary
+            inner_uu: _Behaviour = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 call = _Call("unary", service, method)
@@ -121,7 +125,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(unary_unary, **codec)
 
         if handler.stream_unary:
-            inner_su = handler.stream_unary
+            inner_su: _Behaviour = handler.stream_unary
 
             async def stream_unary(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
                 call = _Call("client_stream", service, method)
@@ -132,7 +136,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(stream_unary, **codec)
 
         streaming_in = handler.stream_stream is not None
-        inner_ss = handler.stream_stream or handler.unary_stream
+        inner_ss: _Behaviour | None = handler.stream_stream or handler.unary_stream
+        assert inner_ss is not None  # neither unary_unary nor stream_unary: one of the streaming two
         grpc_type = "bidi_stream" if streaming_in else "server_stream"
 
         async def streaming(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:

@@ -24,7 +24,9 @@ class BoundedHealthServicer(health.aio.HealthServicer):
         super().__init__()
         self._watches = OpenCalls("health watches", MAX_WATCHES_PER_CONNECTION, MAX_WATCHES, "; use Check")
 
-    async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> None:
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
         await _check_name(request, context)
         return await super().Check(request, context)
 

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
         channel = grpc.insecure_channel(args.addr)
     try:
         with channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
+            # typeshed's HealthStub lacks the methods that its __init__ sets.
+            reply = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
     except grpc.RpcError as exc:

@@ -41,13 +41,15 @@ class BoundedReflectionServicer(reflection.aio.ReflectionServicer):
         super().__init__(service_names)
         self._calls = OpenCalls("reflection calls", MAX_CALLS_PER_CONNECTION, MAX_CALLS, "; try again later")
 
-    async def ServerReflectionInfo(
+    # typeshed types the base's async generator as a coroutine returning an AsyncIterable (not what it is).
+    async def ServerReflectionInfo(  # type: ignore[override]
         self,
         request_iterator: AsyncIterable[reflection_pb2.ServerReflectionRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[reflection_pb2.ServerReflectionResponse]:
         async with self._calls.hold(context):
-            async for response in super().ServerReflectionInfo(_bounded(request_iterator, context), context):
+            responses = super().ServerReflectionInfo(_bounded(request_iterator, context), context)
+            async for response in responses:  # type: ignore[attr-defined]  # (typeshed, as above)
                 yield response
 
 

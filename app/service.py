@@ -279,7 +279,7 @@ def result_to_pb(result: Result) -> pb.SpeechResult:
             avg_logprob=result.quality.avg_logprob,
             compression_ratio=result.quality.compression_ratio,
             temperature=result.quality.temperature,
-            flags=[pb.ResultQuality.Flag.Value(flag.value) for flag in result.quality.flags],
+            flags=[flag.value for flag in result.quality.flags],  # by name: the enum's labels are Flag's values
         ),
         timing=pb.ResultTiming(
             latency_s=result.timing.latency_s,

@@ -21,6 +21,7 @@ import enum
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
+from typing import TypeVar
 
 import numpy as np
 import structlog
@@ -220,6 +221,7 @@ class ConfigAck:
 
 
 Output = Result | Event | Progress | ConfigAck
+_Out = TypeVar("_Out", bound=Output)
 
 
 @dataclasses.dataclass
@@ -606,7 +608,7 @@ class Session:
                 if final is not None:
                     yield final
 
-    def _reporting(self, output: Output) -> Output:
+    def _reporting(self, output: _Out) -> _Out:
         self._reported_pos = max(self._reported_pos, round(output.final_offset_s * TARGET_RATE))
         return output
 

@@ -308,7 +308,7 @@ async def run_stream(
         try:
             await asyncio.gather(write(), read())
         except grpc.RpcError as exc:
-            record.error = f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+            record.error = f"{exc.code().name}: {exc.details()}"
             call.cancel()
         record.ended_at = time.monotonic()
     return record

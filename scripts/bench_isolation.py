@@ -113,8 +113,9 @@ async def abuser(address: str, kind: str, stop: asyncio.Event, outcome: dict[str
                 await asyncio.gather(write(), read())
                 outcome["ended"]["OK"] += 1
             except grpc.RpcError as exc:
-                outcome["ended"][exc.code().name] += 1  # type: ignore[attr-defined]
-                pushback = dict(exc.trailing_metadata() or ()).get("grpc-retry-pushback-ms")  # type: ignore[attr-defined]
+                outcome["ended"][exc.code().name] += 1
+                trailers = exc.trailing_metadata() if isinstance(exc, grpc.aio.AioRpcError) else None
+                pushback = dict(trailers or ()).get("grpc-retry-pushback-ms")
                 retry_s = int(pushback) / 1000 if pushback else retry_s
                 call.cancel()
         if not stop.is_set():
@@ -123,7 +124,9 @@ async def abuser(address: str, kind: str, stop: asyncio.Event, outcome: dict[str
 
 async def step(address: str, victim_audio: bytes, kinds: list[str]) -> dict[str, Any]:
     stop = asyncio.Event()
-    outcomes = [{"kind": k, "streams": 0, "finals": 0, "ended": collections.Counter()} for k in kinds]
+    outcomes: list[dict[str, Any]] = [
+        {"kind": k, "streams": 0, "finals": 0, "ended": collections.Counter()} for k in kinds
+    ]
     abusers = [asyncio.create_task(abuser(address, k, stop, o)) for k, o in zip(kinds, outcomes, strict=True)]
     await asyncio.sleep(2.0 if kinds else 0.0)  # the abusers are at it before the victim starts
     victim = await run_stream(address, victim_audio, interim=True)
@@ -190,7 +193,9 @@ def process_sample(pid: int) -> dict[str, int]:
 async def soak(server: ServerProcess, minutes: float) -> dict[str, Any]:
     stop = asyncio.Event()
     kinds = ["noise", "speech"]
-    outcomes = [{"kind": k, "streams": 0, "finals": 0, "ended": collections.Counter()} for k in kinds]
+    outcomes: list[dict[str, Any]] = [
+        {"kind": k, "streams": 0, "finals": 0, "ended": collections.Counter()} for k in kinds
+    ]
     abusers = [asyncio.create_task(abuser(server.address, k, stop, o)) for k, o in zip(kinds, outcomes, strict=True)]
     samples: list[dict[str, Any]] = []
     honest: list[dict[str, Any]] = []

@@ -122,7 +122,9 @@ class ServerProcess:
 
         try:
             with grpc.insecure_channel(self.address) as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+                stub = health_pb2_grpc.HealthStub(channel)
+                # typeshed's HealthStub lacks the methods that its __init__ sets.
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout)  # type: ignore[attr-defined]
                 return int(reply.status)
         except grpc.RpcError:
             return None
@@ -169,7 +171,7 @@ class ServerProcess:
     # -- /metrics
     def metrics_text(self, timeout: float = 5.0) -> str:
         with urllib.request.urlopen(self.metrics_url, timeout=timeout) as reply:
-            return reply.read().decode()  # type: ignore[no-any-return]
+            return reply.read().decode()
 
     def metrics(self) -> Samples:
         """Every sample of one scrape, parsed as Prometheus parses it."""
@@ -301,7 +303,7 @@ def join_recordings(names: Iterable[str], pause_s: float = 1.5) -> JoinedSpeech:
 def _normalizer() -> Callable[[str], str]:
     from whisper_normalizer.english import EnglishTextNormalizer
 
-    return EnglishTextNormalizer()  # type: ignore[no-any-return]
+    return EnglishTextNormalizer()
 
 
 def normalize(text: str) -> str:

@@ -105,13 +105,13 @@ def test_partials_precede_final_stable_prefix_only_grows_and_a_revision_is_flagg
 
 
 def test_resampled_mulaw_and_stereo_input(server: ServerProcess) -> None:
-    import audioop  # deprecated but present through 3.12: an independent mu-law encoder
-
     import numpy as np
+
+    from tests import g711  # an independent mu-law encoder
 
     reference = manifest()["jfk.flac"]
     pcm8k = clip_pcm16("jfk.flac", rate=8000)
-    mulaw = audioop.lin2ulaw(pcm8k, 2)
+    mulaw = g711.encode(pcm8k)
     config = streaming_config(rate=8000, encoding=pb.MULAW)
     text = final_text(stream_clip_bytes(server.address, config, mulaw, 800))
     assert wer(reference, text) <= 0.15, text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import audioop  # deprecated, present through 3.12: an independent G.711 reference
 import dataclasses
 import itertools
 import time
@@ -20,15 +19,30 @@ from app.engine import DecodeResult, _result
 from app.quality import Flag, repeated_run, without_loop
 from app.stabilizer import LocalAgreement
 from app.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
+from tests import g711
 from tests.helpers import clip_audio, clip_pcm16
 
 
 def test_mulaw_matches_g711_reference() -> None:
     codes = bytes(range(256))
-    expected = np.frombuffer(audioop.ulaw2lin(codes, 2), dtype="<i2") / 32768.0
+    expected = np.array(g711.decode(codes)) / 32768.0
     decoder = AudioDecoder(Encoding.MULAW, 16000)
     decoded = np.concatenate([decoder.decode(codes), decoder.flush()])
     assert np.allclose(decoded, expected, atol=1e-6)
+
+
+def test_the_g711_reference_encodes_each_codes_value_back_to_it() -> None:
+    # Each but 0x7F: a negative zero, which decodes to 0 like 0xFF, and 0 encodes to 0xFF.
+    for code in range(256):
+        assert g711.linear_to_ulaw(g711.ulaw_to_linear(code)) == (0xFF if code == 0x7F else code)
+
+
+def test_the_g711_reference_matches_audioop_where_python_still_has_it() -> None:
+    audioop = pytest.importorskip("audioop", reason="audioop is gone from Python 3.13")
+    codes = bytes(range(256))
+    assert g711.decode(codes) == list(np.frombuffer(audioop.ulaw2lin(codes, 2), dtype="<i2"))
+    every_sample = np.arange(-32768, 32768, dtype="<i2").tobytes()
+    assert g711.encode(every_sample) == audioop.lin2ulaw(every_sample, 2)
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
@@ -525,6 +539,65 @@ def test_a_client_address_without_a_port_means_the_default_grpc_port(given: str,
     from app.client import with_default_port
 
     assert with_default_port(given) == dialled
+
+
+def _equal_jitter_bounds(failures: int, backoff_s: float, cap_s: float, pushback_s: float) -> tuple[float, float]:
+    ceiling = min(cap_s, backoff_s * 2 ** (failures - 1))
+    floor = max(pushback_s, ceiling / 2)
+    return floor, floor + ceiling / 2
+
+
+@pytest.mark.parametrize("pushback_s", [0.0, 3.0])
+def test_the_resume_backoff_doubles_to_its_cap_with_jitter_above_the_servers_pushback(pushback_s: float) -> None:
+    import random
+
+    from app.client import resume_delay
+
+    rng = random.Random(14)
+    for failures in range(1, 12):
+        low, high = _equal_jitter_bounds(failures, 0.5, 10.0, pushback_s)
+        delays = [resume_delay(failures, 0.5, 10.0, pushback_s, rng) for _ in range(2000)]
+        assert all(low <= delay <= high for delay in delays), (failures, low, high)
+        # Spread over the whole interval: clients that failed together do not come back together.
+        assert min(delays) < low + 0.05 * (high - low) and max(delays) > high - 0.05 * (high - low)
+        assert len(set(delays)) == len(delays)
+    assert high == max(pushback_s, 5.0) + 5.0  # the cap (10 s) holds from the sixth failure on
+    assert resume_delay(10_000, 0.5, 10.0, pushback_s, rng) <= max(pushback_s, 5.0) + 5.0  # no overflow
+    # After a connection that made progress: the server's pushback plus up to backoff_s (a drained server's clients spread out).
+    assert all(pushback_s <= resume_delay(0, 0.5, 10.0, pushback_s, rng) <= pushback_s + 0.5 for _ in range(200))
+    # The same seed, the same schedule.
+    first, second = random.Random(5), random.Random(5)
+    assert [resume_delay(n, rng=first) for n in range(8)] == [resume_delay(n, rng=second) for n in range(8)]
+
+
+def test_a_stream_that_cannot_connect_backs_off_on_the_schedule_until_its_attempts_run_out(tmp_path: Path) -> None:
+    import random
+
+    import grpc
+
+    from app import client
+    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+
+    nowhere = f"unix:{tmp_path / 'no-server.sock'}"  # refused at once: UNAVAILABLE, and no progress
+    source = client.AudioSource([b"\0\0" * 1600], 16_000)
+    config = pb.StreamingConfig(recognition=pb.RecognitionConfig(sample_rate_hz=16_000))
+    retries: list[tuple[int, float]] = []
+    responses = client.stream_resumable(
+        lambda connection: client.make_channel(nowhere),
+        source,
+        config,
+        attempts=6,
+        backoff_s=0.01,
+        max_backoff_s=0.04,
+        rng=random.Random(3),
+        on_retry=lambda exc, connection, delay: retries.append((connection, delay)),
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        list(responses)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    expected = random.Random(3)
+    assert retries == [(n, client.resume_delay(n, 0.01, 0.04, 0.0, expected)) for n in range(1, 7)]
+    assert [delay <= 0.04 for _, delay in retries] == [True] * 6
 
 
 def test_a_backlogged_stream_leaves_a_worker_for_each_stream_that_keeps_up() -> None:
