@@ -303,13 +303,14 @@ def resume_delay(
 ) -> float:
     """Seconds to wait before reconnecting after `failures` connections in a row that made no progress.
 
-    With none (the last connection moved the final offset on), the server's pushback plus up to `backoff_s`
-    at random: a drain ends every stream of a server at once, and its clients should not all land on the
-    next server in the same instant. Otherwise a capped exponential backoff with "equal jitter": the ceiling is `backoff_s` doubled for each
-    failure after the first, at most `max_backoff_s`; the wait is half the ceiling, or the server's pushback
-    where that is longer (it is a floor), plus a random part of up to the other half. Clients that failed
-    together (a server drained under them, a load balancer with no server yet) so spread out instead of
-    reconnecting at the same instant, every time.
+    With none (the last connection moved the final offset on), the server's pushback plus up to
+    `backoff_s` at random: a drain ends every stream of a server at once, and its clients should not
+    all land on the next server in the same instant. Otherwise a capped exponential backoff with
+    "equal jitter": the ceiling is `backoff_s` doubled for each failure after the first, at most
+    `max_backoff_s`; the wait is half the ceiling, or the server's pushback where that is longer (it
+    is a floor), plus a random part of up to the other half. Clients that failed together (a server
+    drained under them, a load balancer with no server yet) so spread out instead of reconnecting at
+    the same instant, every time.
     """
     if failures <= 0:
         return pushback_s + (rng or random).uniform(0.0, backoff_s)

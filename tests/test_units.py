@@ -563,7 +563,7 @@ def test_the_resume_backoff_doubles_to_its_cap_with_jitter_above_the_servers_pus
         assert len(set(delays)) == len(delays)
     assert high == max(pushback_s, 5.0) + 5.0  # the cap (10 s) holds from the sixth failure on
     assert resume_delay(10_000, 0.5, 10.0, pushback_s, rng) <= max(pushback_s, 5.0) + 5.0  # no overflow
-    # After a connection that made progress: the server's pushback plus up to backoff_s (a drained server's clients spread out).
+    # After a connection that made progress: the pushback plus up to backoff_s (a drain's clients spread out).
     assert all(pushback_s <= resume_delay(0, 0.5, 10.0, pushback_s, rng) <= pushback_s + 0.5 for _ in range(200))
     # The same seed, the same schedule.
     first, second = random.Random(5), random.Random(5)
