@@ -155,9 +155,7 @@ def stream_params(
     language = config.language.strip().lower() or None
     info = engine.info
     if language is not None and info is not None:
-        from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-        if language not in _LANGUAGE_CODES:
+        if language not in engine.language_codes:
             raise invalid(
                 f"unknown language code {_shown(config.language)}; "
                 "use an ISO 639-1 code such as 'en', or leave it empty"
@@ -188,19 +186,14 @@ def stream_params(
     max_utterance = config.max_utterance_s or settings.max_utterance_s
     if not 1.0 <= max_utterance <= 30.0:
         raise invalid(f"max_utterance_s must be 1-30 (or 0 for the default), got {config.max_utterance_s:g}")
-    # Hot words go into the prompt, the one conditioning every decode shares.
-    prompt = " ".join(
-        part
-        for part in (config.initial_prompt.strip(), ", ".join(w.strip() for w in config.hotwords if w.strip()))
-        if part
-    )
+    prompt = engine.prompt(config.initial_prompt, config.hotwords)
     return StreamParams(
         encoding=_ENCODINGS[config.encoding],
         sample_rate_hz=config.sample_rate_hz,
         channels=channels,
         language=language,
         word_timestamps=config.word_timestamps,
-        prompt=prompt or None,
+        prompt=prompt,
         vad=VadParams(
             aggressiveness=vad,
             frame_ms=settings.vad_frame_ms,
