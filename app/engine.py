@@ -1,7 +1,8 @@
-"""The inference engine: owns the Whisper model and the worker threads that run it.
+"""The decode scheduler: the worker threads that run a recognizer Backend, and their queue.
 
-Knows nothing of gRPC. Streams submit decode jobs and get concurrent futures
-back. Scheduling rules:
+Knows nothing of gRPC, nor of Whisper: the backend (app/whisper_backend.py on faster-whisper, a fake
+in the unit tests) loads the model, encodes and decodes. Streams submit decode jobs and get
+concurrent futures back. Scheduling rules:
 - `workers` jobs run at once (one per core on a CPU, each on its own
   single-threaded CTranslate2 replica; one on a GPU, which batches instead);
 - finals are never dropped; the final of the stream that used the least decode
@@ -20,16 +21,11 @@ back. Scheduling rules:
 - a partial resolves to None instead of running when its stream has gone, or
   when it waited longer than `partial_max_age_s` (under overload partials thin
   out while finals keep their place);
-- the encoder sees the audio plus a margin of silence, in whole seconds, not
-  Whisper's fixed 30 s window (see app/windowed_model.py); finals get a wide
-  margin (`encoder_padding_s`), partials a cheap one;
-- every decode reads its audio alone, nothing forced: the result of a final
-  depends on its audio and the stream's settings only (app/stabilizer.py says
-  why); words that no speech supports are dropped (app/quality.py);
-- jobs waiting together, from any streams, whose windows are equal share one
-  batched encoder pass; each job's decoder then runs through faster-whisper's
-  own segment generation with its slice of the encoder output, so batched and
-  unbatched decodes take the same path and give the same results.
+- finals get a wide encoder margin (`encoder_padding_s`), partials a cheap one;
+- jobs waiting together, from any streams, whose encoder windows are equal share
+  one batched encoder pass (see _encode); each job is then decoded on its own;
+- a decode that runs past `decode_timeout_s` fails its streams and reports the
+  engine stalled until it returns (see _watch).
 """
 
 from __future__ import annotations
@@ -39,28 +35,17 @@ import concurrent.futures
 import dataclasses
 import enum
 import math
-import os
-import re
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, final
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, final
 
-import ctranslate2
 import numpy as np
 import structlog
-from faster_whisper import WhisperModel
-from faster_whisper.audio import pad_or_trim
-from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import Segment, TranscriptionOptions, get_ctranslate2_storage, get_suppressed_tokens
-from faster_whisper.utils import available_models
 
-from app import embedded_models, metrics, quality
+from app import metrics, quality
 from app.audio import TARGET_RATE
-from app.config import Settings, setting_error
-from app.stabilizer import word_key
-from app.windowed_model import WindowedWhisperModel, encoder_frames
+from app.config import Settings
 
 log = structlog.get_logger("hws.engine")
 
@@ -72,7 +57,7 @@ class JobKind(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class DecodeOptions:
-    language: str | None = None  # None: the model's only language, or detected (see Engine._language)
+    language: str | None = None  # None: the model's only language, or detected (see WhisperBackend._language)
     prompt: str | None = None
     word_timestamps: bool = False
 
@@ -128,7 +113,7 @@ class Context:
 
 
 @dataclasses.dataclass
-class _Job:
+class Job:
     stream_id: str
     kind: JobKind
     audio: np.ndarray
@@ -163,129 +148,47 @@ class InjectedFault(RuntimeError):
 
 
 FAULT_MARKER = "HWS-FAULT"
-# Runaway guard: speech yields about 3-5 tokens a second (timestamps included); a hypothesis looping on
-# repeated text (noise, junk hot words, a misleading forced prefix) would otherwise run every fallback
-# temperature to Whisper's 448-token limit, many seconds of decoding that hold up every stream.
-TOKENS_PER_SECOND = 10
-MIN_NEW_TOKENS = 10
-# A partial has no timestamp tokens and is only shown: fast speech is about 5 tokens a second. On the
-# first second of an utterance, the finals' budget let tiny.en loop ("uh uh uh uh ...") to its end.
-PARTIAL_TOKENS_PER_SECOND = 7
-PARTIAL_MIN_NEW_TOKENS = 4
-WHISPER_MAX_LENGTH = 448
-PROMPT_OVERHEAD_TOKENS = 8  # <|startofprev|>, the start-of-transcript sequence, a margin
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-CONTEXT_PAD_S = 0.3  # the VAD's pad before and after speech, left out when judging coverage
-# Silence after the utterance in the window that detects a final's language when the final is heard with
-# context (see Engine._language): on synthesized speech in 19 languages a 3 s margin detected as well as
-# 15 s and Whisper's 30 s, at under half the cost of 15 s.
-LANGUAGE_PADDING_S = 3.0
-# Slack for Whisper's timings when a decode heard with context is split (see _result): they often
-# stretch the previous utterance's last word into the silence after it.
-CONTEXT_SPLIT_S = 0.25
-REREAD_WORDS = 2  # a final heard with context whose words begin as the context's did read it again
-NOT_A_WORD = frozenset(" .,!?;:…。，、！？：-–—\"'“”()[]{}¿")  # a "word" of only these is punctuation
+
 USAGE_DECAY_S = 30.0  # how long a stream's decode time counts against it when jobs are ordered
 PARTIAL_HANDICAP_S = 5.0  # decode seconds a partial's stream must have used less than a final's to go first
 
 
-class DeviceUnusable(RuntimeError):
-    """The device asked for cannot compute (a GPU without the CUDA libraries CTranslate2 needs): no retry heals it."""
+class Backend(Protocol):
+    """What the scheduler needs of a recognizer: app/whisper_backend.py's WhisperBackend, or a test's fake.
 
-
-def resolve_device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-
-
-def resolve_batch_size(requested: int, device: str) -> int:
-    # On a CPU one encoder pass already saturates the cores, so batching gains nothing there
-    # (scripts/bench_encoder_window.py; the figures are in the README, Benchmarks).
-    if requested:
-        return requested
-    return 8 if device == "cuda" else 1
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def resolve_workers(requested: int, device: str) -> int:
-    """Decodes that run at once. On a CPU, one per core, each on a single-threaded replica.
-
-    A decoder step's operations are too small to share out between threads, so single-threaded
-    replicas decoding a job each get more done than one replica on every core (README, Benchmarks,
-    gives the figures). A GPU gains from batching instead, with one worker.
+    Features and encoder outputs are the backend's own; the scheduler only groups jobs by their window.
+    The scheduler's workers call features, window, encode and decode from several threads at once.
     """
-    if requested:
-        return requested
-    return 1 if device == "cuda" else _cores()
 
+    workers: int  # decodes that may run at once; settled by load
+    max_batch_size: int  # jobs one worker takes at once; settled by load
+    language_codes: frozenset[
+        str
+    ]  # every language code the recognizer has (a model may know fewer: ModelInfo.languages)
 
-def resolve_threads(requested: int, workers: int) -> int:
-    return requested or max(1, _cores() // workers)
+    def load(self) -> ModelInfo:
+        """Load the model (blocking) and settle the device, workers and max_batch_size."""
+        ...
 
+    def prompt(self, initial_prompt: str, hotwords: Sequence[str]) -> str | None:
+        """The text that conditions a stream's every decode, from its prompt and hot words."""
+        ...
 
-def resolve_compute_type(requested: str, device: str) -> str:
-    if requested != "auto":
-        return requested
-    return "float16" if device == "cuda" else "int8"
+    def features(self, audio: np.ndarray) -> Any:
+        """What the encoder and decoder read of `audio`."""
+        ...
 
+    def window(self, features: Any, padding_s: float) -> int:
+        """The encoder frames for `features` and a margin of `padding_s`: only equal windows share a pass."""
+        ...
 
-def resolve_model_path(model: str, cache_dir: str) -> tuple[str, str]:
-    """(display name, what WhisperModel loads): an embedded model, a folder, or a hub name.
+    def encode(self, features: Sequence[Any], frames: int) -> list[Any]:
+        """One encoder pass over features whose windows are all `frames`: an output for each."""
+        ...
 
-    base-embedded is joined into `cache_dir` on its first use and verified on every load.
-    """
-    if model in embedded_models.NAMES:
-        return model, str(embedded_models.model_folder(model, cache_dir))
-    if Path(model).is_dir():
-        return Path(model).name, model
-    return model, model  # a faster-whisper name; WhisperModel downloads it into cache_dir
-
-
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # org/name on the Hugging Face hub
-
-
-def check_model_settings(settings: Settings) -> None:
-    """Say at start, with ConfigError naming the flag, what every load would fail on.
-
-    A model folder that does not exist or holds no model, a name faster-whisper does not know, CUDA
-    without a CUDA device, a compute type the device cannot run. A hub name is left to the load,
-    which retries: a download can heal.
-    """
-    model = settings.model
-    if model in embedded_models.NAMES and (problem := embedded_models.missing_packages(model)) is not None:
-        raise setting_error("model", problem)
-    named = model in embedded_models.NAMES or model in available_models() or HUB_ID.fullmatch(model) is not None
-    if Path(model).is_dir() and not (Path(model) / "model.bin").is_file():
-        raise setting_error("model", f"{model} holds no model.bin: not a CTranslate2 model folder")
-    if not Path(model).is_dir() and not named:
-        raise setting_error(
-            "model",
-            f"no such folder {model}, and not a model name ({', '.join(available_models())}, or org/name "
-            "on the Hugging Face hub)",
-        )
-    if settings.device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
-        raise setting_error("device", "cuda, but CTranslate2 sees no CUDA device here (use auto or cpu)")
-    if settings.compute_type not in ("auto", "default"):
-        device = resolve_device(settings.device)
-        supported = sorted(ctranslate2.get_supported_compute_types(device))
-        if settings.compute_type not in supported:
-            raise setting_error(
-                "compute_type",
-                f"{settings.compute_type} does not run on {device} here; use auto or {', '.join(supported)}",
-            )
-
-
-def model_languages(model: WhisperModel) -> tuple[str, ...]:
-    """The language codes a model can produce: its language tokens, in token order (an English-only model: en)."""
-    if not model.model.is_multilingual:
-        return ("en",)
-    tokenizer = model.hf_tokenizer
-    first = tokenizer.token_to_id("<|startoftranscript|>") + 1
-    return tuple(tokenizer.id_to_token(first + i)[2:-2] for i in range(model.model.num_languages))
+    def decode(self, job: Job, features: Any, encoder_output: Any) -> DecodeResult:
+        """Decode one job from its features and its encoder output."""
+        ...
 
 
 def _decrement(counter: collections.Counter[str], key: str) -> None:
@@ -294,19 +197,19 @@ def _decrement(counter: collections.Counter[str], key: str) -> None:
         del counter[key]
 
 
-def _fail(job: _Job, exc: BaseException) -> None:
+def _fail(job: Job, exc: BaseException) -> None:
     if not job.future.done():
         job.future.set_exception(exc)
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, backend: Backend) -> None:
         self.settings = settings
+        self.backend = backend
         self.info: ModelInfo | None = None
-        self._model: Any = None
         self._lock = threading.Condition()
-        self._finals: collections.deque[_Job] = collections.deque()
-        self._partials: dict[str, _Job] = {}  # stream id -> its one queued partial, insertion ordered
+        self._finals: collections.deque[Job] = collections.deque()
+        self._partials: dict[str, Job] = {}  # stream id -> its one queued partial, insertion ordered
         self._partials_running: set[str] = set()  # streams with a partial being decoded
         self._partial_served: dict[str, float] = {}  # stream id -> when its last partial started decoding
         self._usage: dict[str, tuple[float, float]] = {}  # stream id -> (decayed decode seconds, as of when)
@@ -317,60 +220,25 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self.max_batch_size = 1
         self.workers = 1
-        self._suppressed_tokens: dict[str, list[int]] = {}
-        self._base_options: TranscriptionOptions | None = None
-        self._running: dict[int, tuple[float, list[_Job]]] = {}  # worker -> its batch in progress, for the watchdog
+        self._running: dict[int, tuple[float, list[Job]]] = {}  # worker -> its batch in progress, for the watchdog
         self._stalled: set[int] = set()  # workers whose decode ran past decode_timeout_s
         self.on_stall: Callable[[bool], None] = lambda stalled: None  # called from the watchdog thread
 
     # -- life cycle -------------------------------------------------------
     def load(self) -> ModelInfo:
-        """Load the model (blocking; call from a thread) and start the worker."""
+        """Load the backend's model (blocking; call from a thread) and start the workers."""
         started = time.monotonic()
-        device = resolve_device(self.settings.device)
-        compute_type = resolve_compute_type(self.settings.compute_type, device)
-        name, path = resolve_model_path(self.settings.model, self.settings.model_cache_dir)
-        self.workers = resolve_workers(self.settings.decode_workers, device)
-        threads = resolve_threads(self.settings.cpu_threads, self.workers)
-        log.info(
-            "model_loading",
-            model=name,
-            path=path,
-            device=device,
-            compute_type=compute_type,
-            workers=self.workers,
-            cpu_threads=threads,
-        )
-        # Temperature fallback samples. CTranslate2 seeds each of its threads' generators once, from this
-        # seed, at their first sample: a fresh server given the same jobs in the same order samples the
-        # same text, but two decodes of the same audio need not (the generator has moved on).
-        ctranslate2.set_random_seed(0)
-        self._model = self._open(path, device, compute_type, threads)
-        try:
-            self._warm_up()
-        except RuntimeError as exc:
-            # A GPU is visible but CUDA cannot run: CTranslate2 finds its CUDA 12 libraries (cuBLAS)
-            # only at the first computation. Chosen automatically, the device falls back to the CPU;
-            # asked for, it fails the load, saying why.
-            if self.settings.device != "auto" or device != "cuda":
-                raise DeviceUnusable(f"{device} cannot run the model here: {exc}") from exc
-            log.warning("cuda_unusable", error=str(exc), fallback="cpu")
-            device = "cpu"
-            compute_type = resolve_compute_type(self.settings.compute_type, device)
-            self.workers = resolve_workers(self.settings.decode_workers, device)
-            threads = resolve_threads(self.settings.cpu_threads, self.workers)
-            self._model = self._open(path, device, compute_type, threads)
-        self._base_options = _base_options(self._model)
-        multilingual = bool(self._model.model.is_multilingual)
-        self.info = ModelInfo(name, path, device, compute_type, multilingual, model_languages(self._model))
-        self.max_batch_size = resolve_batch_size(self.settings.max_batch_size, device)
+        info = self.backend.load()
+        self.workers = self.backend.workers
+        self.max_batch_size = self.backend.max_batch_size
+        self.info = info
         elapsed = time.monotonic() - started
         metrics.MODEL_LOAD_SECONDS.set(elapsed)
         log.info(
             "model_loaded",
-            model=name,
-            device=device,
-            compute_type=compute_type,
+            model=info.name,
+            device=info.device,
+            compute_type=info.compute_type,
             max_batch_size=self.max_batch_size,
             seconds=round(elapsed, 3),
         )
@@ -382,21 +250,14 @@ class Engine:
         threading.Thread(target=self._watch, name="hws-watchdog", daemon=True).start()
         return self.info
 
-    def _open(self, path: str, device: str, compute_type: str, threads: int) -> WindowedWhisperModel:
-        return WindowedWhisperModel(
-            path,
-            device=device,
-            compute_type=compute_type,
-            cpu_threads=threads,
-            num_workers=self.workers,
-            download_root=self.settings.model_cache_dir,
-        )
+    @property
+    def language_codes(self) -> frozenset[str]:
+        """Every language code the backend has (the loaded model may know fewer: info.languages)."""
+        return self.backend.language_codes
 
-    def _warm_up(self) -> None:
-        """Encode a second of silence: a device that cannot compute fails here, not on a client's audio."""
-        model = self._model
-        model.window.padding_s = self.settings.encoder_padding_s  # a final's window, as a client's would be
-        model.encode(model.feature_extractor(np.zeros(TARGET_RATE, dtype=np.float32)))
+    def prompt(self, initial_prompt: str, hotwords: Sequence[str]) -> str | None:
+        """The text that conditions a stream's every decode (the backend's rule for hot words)."""
+        return self.backend.prompt(initial_prompt, hotwords)
 
     @property
     def stalled(self) -> bool:
@@ -427,7 +288,7 @@ class Engine:
             raise EngineNotReady("the model is not loaded yet")
         final = kind is JobKind.FINAL
         padding_s = self.settings.encoder_padding_s if final else self.settings.partial_encoder_padding_s
-        job = _Job(
+        job = Job(
             stream_id,
             kind,
             audio,
@@ -494,7 +355,7 @@ class Engine:
             self._may_run(stream_id) for stream_id in self._ready_partials()
         )
 
-    def _next_batch(self) -> list[_Job]:
+    def _next_batch(self) -> list[Job]:
         """Up to max_batch_size jobs, in the order of _pick."""
         with self._lock:
             while not self._runnable() and not self._stopping:
@@ -508,14 +369,14 @@ class Engine:
                     if remaining <= 0:
                         break
                     self._lock.wait(remaining)
-            batch: list[_Job] = []
+            batch: list[Job] = []
             now = time.monotonic()
             while len(batch) < self.max_batch_size and (job := self._pick(now)) is not None:
                 batch.append(job)
             self._update_depth()
             return batch
 
-    def _pick(self, now: float) -> _Job | None:
+    def _pick(self, now: float) -> Job | None:
         """Take the next job off the queues (callers hold the lock).
 
         The first queued final of the stream that used the least decode time lately, unless a partial's
@@ -524,7 +385,7 @@ class Engine:
         the streams within that margin of the lightest go least recently served first. Jobs of
         backlogged streams wait while their share of the workers is taken (_may_run).
         """
-        firsts: dict[str, _Job] = {}
+        firsts: dict[str, Job] = {}
         for job in self._finals:
             firsts.setdefault(job.stream_id, job)
         finals = [job for job in firsts.values() if self._may_run(job.stream_id)]
@@ -575,7 +436,7 @@ class Engine:
         with self._lock:
             self._usage[stream_id] = (self._used(stream_id, now) + seconds, now)
 
-    def _done(self, batch: list[_Job]) -> None:
+    def _done(self, batch: list[Job]) -> None:
         with self._lock:
             for job in batch:
                 _decrement(self._taken, job.stream_id)
@@ -631,7 +492,7 @@ class Engine:
                 if not was_stalled:
                     self.on_stall(True)
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
+    def _run_batch(self, jobs: list[Job]) -> None:
         started = time.monotonic()
         worker = threading.get_ident()
         self._running[worker] = (started, jobs)
@@ -645,9 +506,9 @@ class Engine:
                 if not self.stalled:
                     self.on_stall(False)
 
-    def _decode_batch(self, jobs: list[_Job], started: float) -> None:
+    def _decode_batch(self, jobs: list[Job], started: float) -> None:
         try:
-            features = [self._model.feature_extractor(job.audio) for job in jobs]
+            features = [self.backend.features(job.audio) for job in jobs]
             encoded = self._encode(jobs, features)
         except Exception as exc:  # the batch's streams fail; the worker and other streams go on
             log.exception("encode_failed", streams=[job.stream_id for job in jobs])
@@ -658,7 +519,8 @@ class Engine:
         for job, job_features, encoder_output in zip(jobs, features, encoded, strict=True):
             job_started = time.monotonic()
             try:
-                result = self._decode(job, job_features, encoder_output)
+                self._inject_fault(job)
+                result = self.backend.decode(job, job_features, encoder_output)
             except Exception as exc:
                 log.exception("decode_failed", stream_id=job.stream_id, kind=job.kind.value)
                 _fail(job, exc)
@@ -687,266 +549,24 @@ class Engine:
             if not job.future.done():  # the watchdog may have given up on it
                 job.future.set_result(dataclasses.replace(result, timing=timing))
 
-    def _encode(self, jobs: list[_Job], features: list[np.ndarray]) -> list[ctranslate2.StorageView]:
+    def _encode(self, jobs: list[Job], features: list[Any]) -> list[Any]:
         """A batch-of-one encoder output per job, from one encoder pass per window length in the batch.
 
         The encoder has no padding mask, so jobs share a pass only when their windows are equal:
         a job's encoding never depends on the company it was batched with.
         """
-        model = self._model
-        content = [f[:, :-1] for f in features]  # generate_segments leaves out the last frame too
-        windows = [encoder_frames(f.shape[-1], job.padding_s) for f, job in zip(content, jobs, strict=True)]
-        outputs: dict[int, ctranslate2.StorageView] = {}
+        windows = [self.backend.window(f, job.padding_s) for f, job in zip(features, jobs, strict=True)]
+        outputs: dict[int, Any] = {}
         for frames in sorted(set(windows)):
             members = [i for i, window in enumerate(windows) if window == frames]
             metrics.BATCH_SIZE.observe(len(members))
-            if len(members) == 1:
-                outputs[members[0]] = model.encode_window(content[members[0]], frames)
-                continue
-            # Slicing a batched output goes through host memory; on a GPU that copy is small
-            # (frames / 2 x d_model per job) next to the encoder work the batch shares.
-            stacked = np.stack([pad_or_trim(content[i], frames) for i in members])
-            on_gpu = model.model.device == "cuda"
-            array = np.asarray(model.model.encode(get_ctranslate2_storage(stacked), to_cpu=on_gpu))
-            for row, i in enumerate(members):
-                outputs[i] = ctranslate2.StorageView.from_array(np.ascontiguousarray(array[row : row + 1]))
+            encoded = self.backend.encode([features[i] for i in members], frames)
+            outputs.update(zip(members, encoded, strict=True))
         return [outputs[i] for i in range(len(features))]
 
-    def _max_new_tokens(self, job: _Job, tokenizer: Tokenizer) -> int:
-        audio_s = job.audio.shape[0] / TARGET_RATE
-        prompt = len(tokenizer.encode(" " + job.options.prompt.strip())) if job.options.prompt else 0
-        room = WHISPER_MAX_LENGTH - min(prompt, WHISPER_MAX_LENGTH // 2 - 1) - PROMPT_OVERHEAD_TOKENS
-        if job.kind is JobKind.PARTIAL:
-            budget = int(audio_s * PARTIAL_TOKENS_PER_SECOND) + PARTIAL_MIN_NEW_TOKENS
-        else:
-            budget = int(audio_s * TOKENS_PER_SECOND) + MIN_NEW_TOKENS
-        return max(1, min(budget, room))
-
-    def _inject_fault(self, job: _Job) -> None:
+    def _inject_fault(self, job: Job) -> None:
         if not self.settings.fault_injection or FAULT_MARKER not in (job.options.prompt or ""):
             return
         if self.settings.fault_injection == "raise":
             raise InjectedFault("injected decode failure (fault_injection=raise)")
         time.sleep(float(self.settings.fault_injection.split(":", 1)[1]))
-
-    def _decode(self, job: _Job, features: np.ndarray, encoder_output: ctranslate2.StorageView) -> DecodeResult:
-        """Decode a job; a final heard with context keeps the words after the context.
-
-        The context is the stream's audio from the previous utterance on: offline Whisper hears the
-        speech before an utterance in the same 30 s window, and on real speech that context saves
-        errors (README, Benchmarks). When the context did not work as context, the utterance is
-        decoded alone instead: the words kept do not cover the utterance (the model stopped after the
-        context), or the model did not read the context as such (_misreads_context). Speech that
-        really repeats the utterance before loses only the context.
-        """
-        self._inject_fault(job)
-        language = self._language(job, encoder_output)
-        result = self._generate(job, features, encoder_output, language)
-        context = job.context
-        utterance_s = (job.audio.shape[0] - context.utterance_start) / TARGET_RATE if context else 0.0
-        if context and (result.misreads_context or not _covers(result.words, utterance_s)):
-            log.debug("context_dropped", stream_id=job.stream_id, text=result.text, reread=result.misreads_context)
-            alone = dataclasses.replace(job, audio=job.audio[context.utterance_start :], context=None)
-            features = self._model.feature_extractor(alone.audio)
-            frames = features.shape[-1] - 1  # generate_segments leaves out the last frame
-            encoder_output = self._model.encode_window(features[:, :-1], encoder_frames(frames, alone.padding_s))
-            result = self._generate(alone, features, encoder_output, language)
-        if not job.options.word_timestamps:
-            result = dataclasses.replace(result, words=[])
-        return result
-
-    def _language(self, job: _Job, encoder_output: ctranslate2.StorageView) -> tuple[str, float]:
-        """(code, probability): the language asked for, the model's only one, or detected on the utterance's own audio.
-
-        A final heard with context would also hear the previous utterance, maybe in another language (measured
-        on base: a German, a Spanish and a French utterance after one in another language were detected as
-        English, German and Italian on the context's encoder output): its utterance alone is encoded once more,
-        in a short window (LANGUAGE_PADDING_S), for the detection, about 0.3 s on one core for 7 s of speech.
-        Any other decode, partials included, detects on its own encoder output: one decoder step. Partials do
-        not keep an utterance's first detection: made on 2 s of speech it was often wrong, and the partials
-        after it would all have been decoded in the wrong language (German read as Thai).
-        """
-        model = self._model
-        if job.options.language is not None:
-            return job.options.language, 1.0
-        if not model.model.is_multilingual:
-            return "en", 1.0
-        started = time.monotonic()
-        if job.context is not None:
-            own = model.feature_extractor(job.audio[job.context.utterance_start :])[:, :-1]
-            encoder_output = model.encode_window(own, encoder_frames(own.shape[-1], LANGUAGE_PADDING_S))
-        token, probability = model.model.detect_language(encoder_output)[0][0]
-        metrics.LANGUAGE_DETECTION_SECONDS.labels(kind=job.kind.value).observe(time.monotonic() - started)
-        return token[2:-2], float(probability)
-
-    def _generate(
-        self,
-        job: _Job,
-        features: np.ndarray,
-        encoder_output: ctranslate2.StorageView,
-        detected: tuple[str, float],
-    ) -> DecodeResult:
-        """Decode a job in its language, `detected` by _language (code, probability)."""
-        model = self._model
-        final = job.kind is JobKind.FINAL
-        language, language_probability = detected
-        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
-        if language not in self._suppressed_tokens:
-            self._suppressed_tokens[language] = get_suppressed_tokens(tokenizer, [-1])
-        assert self._base_options is not None
-        # Finals decode as offline Whisper does (timestamps, temperature fallback); partials are greedy,
-        # without timestamps or fallback: they are only shown, and must be cheap. Word timings split
-        # a decode heard with context.
-        options = dataclasses.replace(
-            self._base_options,
-            beam_size=self.settings.beam_size if final else 1,
-            temperatures=list(FALLBACK_TEMPERATURES) if final else [0.0],
-            initial_prompt=job.options.prompt,
-            suppress_tokens=self._suppressed_tokens[language],
-            without_timestamps=not final,
-            word_timestamps=final and (job.options.word_timestamps or job.context is not None),
-            max_new_tokens=self._max_new_tokens(job, tokenizer),
-        )
-        model.window.padding_s = job.padding_s  # for a second window, if faster-whisper opens one
-        segments = list(model.generate_segments(features, tokenizer, options, False, encoder_output))
-        speech_end_s = (job.audio.shape[0] - job.silence_after) / TARGET_RATE
-        context = job.context and (
-            job.context.utterance_start / TARGET_RATE,
-            job.context.previous_speech_end / TARGET_RATE,
-        )
-        result = _result(segments, speech_end_s, language, language_probability, context)
-        if not final:  # a loop is cut back to its first copy: the final decides what was said
-            result = dataclasses.replace(result, text=quality.without_loop(result.text))
-        return result
-
-
-def _covers(words: list[Word], utterance_s: float) -> bool:
-    """Whether the words span at least half the utterance's speech (its VAD pads excluded)."""
-    return bool(words) and words[-1].end - words[0].start >= 0.5 * (utterance_s - 2 * CONTEXT_PAD_S)
-
-
-def _base_options(model: WhisperModel) -> TranscriptionOptions:
-    """faster-whisper's transcribe() defaults, built once; each job replaces what is its own.
-
-    Unlike transcribe(): no conditioning across windows (each utterance stands alone) and no
-    prefix, ever (a forced prefix made Whisper read the audio twice).
-    """
-    return TranscriptionOptions(
-        beam_size=1,
-        best_of=5,
-        patience=1.0,
-        length_penalty=1.0,
-        repetition_penalty=1.0,
-        no_repeat_ngram_size=0,
-        log_prob_threshold=quality.LOG_PROB_THRESHOLD,
-        no_speech_threshold=quality.NO_SPEECH_THRESHOLD,
-        compression_ratio_threshold=quality.COMPRESSION_RATIO_THRESHOLD,
-        condition_on_previous_text=False,
-        prompt_reset_on_temperature=0.5,
-        temperatures=list(FALLBACK_TEMPERATURES),
-        initial_prompt=None,
-        prefix=None,
-        suppress_blank=True,
-        suppress_tokens=[-1],
-        without_timestamps=False,
-        max_initial_timestamp=1.0,
-        word_timestamps=False,
-        prepend_punctuations="\"'“¿([{-",
-        append_punctuations="\"'.。,，!！?？:：”)]}、",
-        multilingual=False,
-        max_new_tokens=None,
-        clip_timestamps="0",
-        hallucination_silence_threshold=None,
-        hotwords=None,
-    )
-
-
-def _result(
-    segments: list[Segment],
-    speech_end_s: float,
-    language: str,
-    language_probability: float,
-    context: tuple[float, float] | None = None,
-) -> DecodeResult:
-    """The decode's text, words and signals, without what no speech supports; times from the utterance's start.
-
-    A segment or word that starts after the last voiced frame (less TRAILING_WORD_MARGIN_S) was invented
-    in the silence after the speech (the VAD's pad, the encoder window's margin); a run of words repeated
-    right after itself whose second copy took less than half the first copy's time was read twice; a
-    sentence the model barely believes after a finished one is a sign-off it invented.
-
-    `context`: (utterance start, previous speech end) in the decoded audio. A segment that starts after
-    the previous speech ended is the utterance's, whole (Whisper often times a segment's first word
-    from the silence before it); one that ends by then is the previous utterance's (its own final has
-    it); one that spans both is split by word, a word being the utterance's when it ends
-    CONTEXT_SPLIT_S into it.
-    """
-    limit = speech_end_s - quality.TRAILING_WORD_MARGIN_S
-    segments = [segment for segment in segments if segment.start < limit]
-    heard = segments
-    offset = 0.0
-    if context is not None:
-        offset, previous_end = context
-        segments = [segment for segment in segments if segment.end > previous_end + CONTEXT_SPLIT_S]
-    kept = [
-        w
-        for segment in segments
-        for w in (segment.words or [])
-        if w.start < limit
-        and not set(w.word.strip()) <= NOT_A_WORD  # a lone "." or "..." is no word; "%" or "$" is one
-        and (context is None or segment.start >= context[1] - CONTEXT_SPLIT_S or w.end > offset + CONTEXT_SPLIT_S)
-    ]
-    misread = context is not None and _misreads_context(heard, kept, offset)
-    words = [Word(w.word.strip(), max(0.0, w.start - offset), max(0.0, w.end - offset), w.probability) for w in kept]
-    kept = quality.without_invented_sign_off(kept)
-    words = words[: len(kept)]
-    timed = any(segment.words is not None for segment in segments)
-    # Whisper's words carry their own leading space, or none ("Illinois" "-based").
-    text = "".join(w.word for w in kept).strip() if timed else "".join(s.text for s in segments).strip()
-    repeat = quality.repeated_run([w.word for w in words])
-    if repeat is not None:
-        start, length = repeat
-        first, second = words[start : start + length], words[start + length : start + 2 * length]
-        if second[-1].end - second[0].start < 0.5 * (first[-1].end - first[0].start):
-            words = words[: start + length] + words[start + 2 * length :]
-            kept = kept[: start + length] + kept[start + 2 * length :]
-            text = "".join(w.word for w in kept).strip()
-    if not segments:
-        return DecodeResult("", [], 0.0, language, language_probability)
-    logprobs = [segment.avg_logprob for segment in segments]
-    signals = Quality(
-        no_speech_prob=max(segment.no_speech_prob for segment in segments),
-        avg_logprob=sum(logprobs) / len(logprobs),
-        compression_ratio=max(segment.compression_ratio for segment in segments),
-        temperature=max(segment.temperature or 0.0 for segment in segments),
-    )
-    signals = dataclasses.replace(
-        signals,
-        flags=tuple(
-            quality.flags(
-                signals.no_speech_prob, signals.avg_logprob, signals.compression_ratio, signals.temperature, text
-            )
-        ),
-    )
-    if repeat is not None and quality.Flag.REPETITION not in signals.flags:
-        signals = dataclasses.replace(signals, flags=(*signals.flags, quality.Flag.REPETITION))
-    return DecodeResult(
-        text, words, math.exp(signals.avg_logprob), language, language_probability, signals, misreads_context=misread
-    )
-
-
-def _misreads_context(segments: list[Segment], kept: list[Any], utterance_start_s: float) -> bool:
-    """Whether a decode heard with context did not read it as such: no words in the context, or the
-    utterance's words begin with the first REREAD_WORDS words of the context's (it was read again)."""
-    kept_ids = {id(w) for w in kept}
-    heard = [
-        word_key(w.word)
-        for s in segments
-        for w in (s.words or [])
-        if id(w) not in kept_ids and w.end <= utterance_start_s + CONTEXT_SPLIT_S
-    ]
-    heard = [key for key in heard if key]
-    own = [key for key in (word_key(w.word) for w in kept) if key]
-    if not heard:
-        return bool(own)
-    return len(heard) >= REREAD_WORDS and len(own) >= REREAD_WORDS and own[:REREAD_WORDS] == heard[:REREAD_WORDS]

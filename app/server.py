@@ -26,7 +26,7 @@ from app import emf, logs, metrics
 from app.auth import ApiKeyInterceptor, api_keys
 from app.compat import add_compat_services
 from app.config import ConfigError, Settings, load_settings
-from app.engine import DeviceUnusable, Engine, check_model_settings
+from app.engine import Engine
 from app.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from app.grpc_metrics import MetricsInterceptor
 from app.health import BoundedHealthServicer
@@ -34,6 +34,7 @@ from app.metrics_http import MetricsServer
 from app.reflection import add_reflection
 from app.service import ServingState, TranscriberServicer
 from app.tls import server_credentials
+from app.whisper_backend import DeviceUnusable, WhisperBackend, check_model_settings
 
 log = structlog.get_logger("hws.server")
 
@@ -76,7 +77,7 @@ class App:
     ) -> None:
         self.settings = settings
         self.credentials = credentials
-        self.engine = Engine(settings)
+        self.engine = Engine(settings, WhisperBackend(settings))
         self.state = ServingState(settings.max_streams)
         self.health = BoundedHealthServicer()
         # The first interceptor is the outermost: metrics also count the calls the key check refuses.

@@ -95,7 +95,7 @@ class ServingState:
         """Raise StreamRefused(UNAVAILABLE) while streams are not accepted."""
         reason = self.not_ready_reason
         if reason is not None:
-            raise StreamRefused(grpc.StatusCode.UNAVAILABLE, reason)
+            raise StreamRefused(FailureCode.UNAVAILABLE, reason)
 
     @contextlib.contextmanager
     def stream_slot(self) -> Iterator[None]:
@@ -103,7 +103,7 @@ class ServingState:
         self.check_ready()
         if self.active >= self.max_streams:
             raise StreamRefused(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                FailureCode.OVERLOADED,
                 f"the server is at its limit of {self.max_streams} concurrent streams; retry later or elsewhere",
                 retry_after_s=STREAM_LIMIT_RETRY_S,
             )
@@ -119,12 +119,8 @@ class ServingState:
                 self.idle.set()
 
 
-class StreamRefused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after_s = retry_after_s
+class StreamRefused(StreamFailure):
+    """A StreamFailure before the stream started (no config, or one refused): logged as stream_refused."""
 
 
 SHOWN_CHARS = 40  # a client's string is echoed in statuses and logs up to this long
@@ -143,7 +139,7 @@ def stream_params(
     """Validate a client's configuration; StreamRefused(INVALID_ARGUMENT) says which field and why."""
 
     def invalid(message: str) -> StreamRefused:
-        return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, message)
+        return StreamRefused(FailureCode.INVALID_ARGUMENT, message)
 
     if config.encoding not in _ENCODINGS:
         raise invalid(f"unknown audio encoding {config.encoding}; use LINEAR16 (1) or MULAW (2)")
@@ -155,9 +151,7 @@ def stream_params(
     language = config.language.strip().lower() or None
     info = engine.info
     if language is not None and info is not None:
-        from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-        if language not in _LANGUAGE_CODES:
+        if language not in engine.language_codes:
             raise invalid(
                 f"unknown language code {_shown(config.language)}; "
                 "use an ISO 639-1 code such as 'en', or leave it empty"
@@ -188,19 +182,14 @@ def stream_params(
     max_utterance = config.max_utterance_s or settings.max_utterance_s
     if not 1.0 <= max_utterance <= 30.0:
         raise invalid(f"max_utterance_s must be 1-30 (or 0 for the default), got {config.max_utterance_s:g}")
-    # Hot words go into the prompt, the one conditioning every decode shares.
-    prompt = " ".join(
-        part
-        for part in (config.initial_prompt.strip(), ", ".join(w.strip() for w in config.hotwords if w.strip()))
-        if part
-    )
+    prompt = engine.prompt(config.initial_prompt, config.hotwords)
     return StreamParams(
         encoding=_ENCODINGS[config.encoding],
         sample_rate_hz=config.sample_rate_hz,
         channels=channels,
         language=language,
         word_timestamps=config.word_timestamps,
-        prompt=prompt or None,
+        prompt=prompt,
         vad=VadParams(
             aggressiveness=vad,
             frame_ms=settings.vad_frame_ms,
@@ -321,12 +310,13 @@ async def rpc_scope(context: grpc.aio.ServicerContext) -> AsyncIterator[str]:
     structlog.contextvars.bind_contextvars(stream_id=stream_id, peer=context.peer())
     try:
         yield stream_id
-    except StreamRefused as exc:
-        log.info("stream_refused", code=exc.code.name, reason=exc.message)
-        await _abort(context, exc.code, exc.message, exc.retry_after_s)
     except StreamFailure as exc:
-        log.info("stream_failed", code=exc.code.value, reason=exc.message)
-        await _abort(context, STATUS_FOR_FAILURE[exc.code], exc.message, exc.retry_after_s)
+        status = STATUS_FOR_FAILURE[exc.code]
+        if isinstance(exc, StreamRefused):
+            log.info("stream_refused", code=status.name, reason=exc.message)
+        else:
+            log.info("stream_failed", code=exc.code.value, reason=exc.message)
+        await _abort(context, status, exc.message, exc.retry_after_s)
     finally:
         structlog.contextvars.unbind_contextvars("stream_id", "peer")
 
@@ -378,7 +368,7 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
             offset = config.audio_offset_s
             if not 0.0 <= offset <= MAX_AUDIO_OFFSET_S:  # also false for NaN
                 raise StreamRefused(
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                    FailureCode.INVALID_ARGUMENT,
                     f"audio_offset_s must be between 0 and {MAX_AUDIO_OFFSET_S:g}, got {offset}",
                 )
             with self._state.stream_slot():
@@ -421,15 +411,15 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
             first = await asyncio.wait_for(anext(requests), timeout)
         except StopAsyncIteration:
             raise StreamRefused(
-                grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before its config: send a StreamingConfig first"
+                FailureCode.INVALID_ARGUMENT, "the stream ended before its config: send a StreamingConfig first"
             ) from None
         except TimeoutError:
             raise StreamRefused(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"no config received within {timeout:g} s of opening the stream"
+                FailureCode.IDLE_TIMEOUT, f"no config received within {timeout:g} s of opening the stream"
             ) from None
         if first.WhichOneof("request") != "config":
             raise StreamRefused(
-                grpc.StatusCode.INVALID_ARGUMENT,
+                FailureCode.INVALID_ARGUMENT,
                 "the first message must carry config (StreamingConfig); audio comes after it",
             )
         return first.config

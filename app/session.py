@@ -45,7 +45,7 @@ PARTIAL_SILENCE_CUTOFF_MS = 240  # no partials once the speaker has paused this 
 MAX_PENDING_FINALS = 4  # per stream; past it reading pauses (gRPC flow control slows the sender)
 MAX_PENDING_UPDATE_ANSWERS = 8  # per stream, the same way: a client that floods updates holds no more
 PROGRESS_STEP_S = 2.0  # through silence, the final offset is reported at least this often
-# A final hears the stream from the previous utterance's start (see Engine._decode), if that fits this.
+# A final hears the stream from the previous utterance's start (see WhisperBackend.decode), if that fits this.
 CONTEXT_WINDOW_S = 28.0
 # Arrival times are kept per this much audio at the finest: a client sending tiny messages costs no more.
 ARRIVAL_STEP = TARGET_RATE // 100

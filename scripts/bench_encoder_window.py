@@ -58,6 +58,7 @@ def worker(padding_s: float, model: str) -> None:
     from app.config import Settings
     from app.engine import DecodeOptions, Engine, JobKind
     from app.vad import Segmenter, SpeechEnd, VadParams
+    from app.whisper_backend import WhisperBackend
 
     refs = manifest()
     utterances: dict[str, list[Any]] = {}
@@ -69,10 +70,11 @@ def worker(padding_s: float, model: str) -> None:
         events = segmenter.feed(audio) + segmenter.finish()
         utterances[name] = [e.audio for e in events if isinstance(e, SpeechEnd)]
     settings = Settings(model=model, encoder_padding_s=padding_s, log_format="json", log_level="warning")
-    engine = Engine(settings.validate())
+    backend = WhisperBackend(settings.validate())
+    engine = Engine(backend.settings, backend)
     engine.load()
-    counting = _Counting(engine._model.model)
-    engine._model.model = counting
+    counting = _Counting(backend._model.model)
+    backend._model.model = counting
 
     def decode_all() -> dict[str, str]:
         futures = {

@@ -15,12 +15,13 @@ from faster_whisper.transcribe import Word as FwWord
 
 from app.audio import AudioDecoder, AudioFormatError, Encoding, RecentAudio
 from app.config import ConfigError, Settings, env_name, load_settings
-from app.engine import DecodeResult, _result
+from app.engine import DecodeResult
 from app.quality import Flag, repeated_run, without_loop
 from app.stabilizer import LocalAgreement
 from app.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
+from app.whisper_backend import _result
 from tests import g711
-from tests.helpers import clip_audio, clip_pcm16
+from tests.helpers import FakeBackend, clip_audio, clip_pcm16
 
 
 def test_mulaw_matches_g711_reference() -> None:
@@ -491,8 +492,8 @@ def test_arrival_times_are_looked_up_by_stream_position_and_forgotten_behind_the
 def test_the_stream_that_used_the_least_decode_time_is_served_first() -> None:
     from app.engine import DecodeOptions, Engine, JobKind, ModelInfo
 
-    engine = Engine(Settings())
-    engine.info = ModelInfo("queues only", "", "cpu", "int8", False)  # no model and no workers: _next_batch by hand
+    engine = Engine(Settings(), FakeBackend())
+    engine.info = ModelInfo("queues only", "", "cpu", "int8", False)  # not loaded, so no workers: _next_batch by hand
     audio, options = np.zeros(16_000, np.float32), DecodeOptions()
 
     def next_job() -> tuple[str, JobKind]:
@@ -603,8 +604,8 @@ def test_a_stream_that_cannot_connect_backs_off_on_the_schedule_until_its_attemp
 def test_a_backlogged_stream_leaves_a_worker_for_each_stream_that_keeps_up() -> None:
     from app.engine import DecodeOptions, Engine, JobKind, ModelInfo
 
-    engine = Engine(Settings())
-    engine.info = ModelInfo("queues only", "", "cpu", "int8", False)  # no model and no workers: the queues by hand
+    engine = Engine(Settings(), FakeBackend())
+    engine.info = ModelInfo("queues only", "", "cpu", "int8", False)  # not loaded, so no workers: the queues by hand
     engine.workers = 2
     audio, options = np.zeros(16_000, np.float32), DecodeOptions()
 

@@ -59,7 +59,7 @@ def test_only_a_loop_makes_a_decode_fall_back_to_sampling(
     # decode, a missed compression ratio (a loop) still tries the sampling temperatures.
     from faster_whisper.tokenizer import Tokenizer
 
-    from app.engine import _base_options
+    from app.whisper_backend import _base_options
 
     model.window.padding_s = 30.0
     features = model.feature_extractor(clip_audio("jfk.flac"))[:, :-1]
