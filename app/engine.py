@@ -103,7 +103,7 @@ class DecodeResult:
     misreads_context: bool = False  # heard with context, but not as context (see _misreads_context)
 
 
-@final  # so that a Context is always true to mypy: `job.context and (...)` is a tuple or None
+@final  # so that a Context is always true to mypy: `job.context and (...)` (whisper_backend) is a tuple or None
 @dataclasses.dataclass(frozen=True)
 class Context:
     """Audio before the utterance that a final hears but does not transcribe (sample counts)."""
