@@ -14,7 +14,7 @@ concurrent futures back. Scheduling rules:
   faster than it is decoded) runs on the workers left over after one for each open
   stream that keeps up, and always on at least one: a decode cannot be
   interrupted, so the worker a real-time stream's next final needs must not be
-  taken by another stream's backlog (see _may_run);
+  taken by another stream's backlog (see _backlog_has_room);
 - each stream has at most one queued partial: a newer one replaces it (the
   replaced future resolves to None), and a final from the stream removes it;
   queued partials run least recently served stream first, one per stream at a time;
@@ -351,8 +351,9 @@ class Engine:
 
     def _runnable(self) -> bool:
         """Whether a queued job may take a worker now (callers hold the lock)."""
-        return any(self._may_run(job.stream_id) for job in self._finals) or any(
-            self._may_run(stream_id) for stream_id in self._ready_partials()
+        room = self._backlog_has_room()
+        return any(self._may_run(job.stream_id, room) for job in self._finals) or any(
+            self._may_run(stream_id, room) for stream_id in self._ready_partials()
         )
 
     def _next_batch(self) -> list[Job]:
@@ -383,17 +384,18 @@ class Engine:
         stream used less by more than PARTIAL_HANDICAP_S: among streams of similar use finals go first,
         but a stream flooding the queue with finals does not stop everyone else's partials. Partials of
         the streams within that margin of the lightest go least recently served first. Jobs of
-        backlogged streams wait while their share of the workers is taken (_may_run).
+        backlogged streams wait while their share of the workers is taken (_backlog_has_room).
         """
         firsts: dict[str, Job] = {}
         for job in self._finals:
             firsts.setdefault(job.stream_id, job)
-        finals = [job for job in firsts.values() if self._may_run(job.stream_id)]
+        room = self._backlog_has_room()
+        finals = [job for job in firsts.values() if self._may_run(job.stream_id, room)]
         final = min(finals, key=lambda job: (self._used(job.stream_id, now), job.enqueued), default=None)
         for stream_id in self._ready_partials():
             if now - self._partials[stream_id].enqueued > self.settings.partial_max_age_s:
                 self._drop_partial(stream_id)  # stale: the queue cannot keep up
-        ready = [stream_id for stream_id in self._ready_partials() if self._may_run(stream_id)]
+        ready = [stream_id for stream_id in self._ready_partials() if self._may_run(stream_id, room)]
         if ready:
             light = min(self._used(stream_id, now) for stream_id in ready) + PARTIAL_HANDICAP_S
             stream_id = min(ready, key=lambda s: (self._used(s, now) > light, self._partial_served.get(s, 0.0)))
@@ -411,8 +413,12 @@ class Engine:
         """More than one final queued or running: the stream's audio comes faster than it is decoded."""
         return self._open_finals[stream_id] > 1
 
-    def _may_run(self, stream_id: str) -> bool:
-        """Whether a job of this stream may take a worker now (callers hold the lock).
+    def _may_run(self, stream_id: str, backlog_room: bool) -> bool:
+        """Whether a job of this stream may take a worker now; `backlog_room` is _backlog_has_room()."""
+        return backlog_room or not self._backlogged(stream_id)
+
+    def _backlog_has_room(self) -> bool:
+        """Whether a backlogged stream's job may take a worker now (callers hold the lock).
 
         Backlogged streams together get the workers (batch places, on a GPU) left after one for each
         open stream that keeps up, and at least one. CTranslate2 cannot interrupt a decode: without
@@ -420,8 +426,6 @@ class Engine:
         finals, and a real-time stream's next final waits for one of them to end. A lone backlogged
         stream (a file streamed fast) still gets every worker.
         """
-        if not self._backlogged(stream_id):
-            return True
         keeping_up = sum(1 for s in self._streams if not self._backlogged(s))
         share = max(1, self.workers * self.max_batch_size - keeping_up)  # in jobs: a GPU worker runs batches
         return sum(n for s, n in self._taken.items() if self._backlogged(s)) < share

@@ -502,4 +502,4 @@ def _misreads_context(segments: list[Segment], kept: list[Any], utterance_start_
     own = [key for key in (word_key(w.word) for w in kept) if key]
     if not heard:
         return bool(own)
-    return len(heard) >= REREAD_WORDS and len(own) >= REREAD_WORDS and own[:REREAD_WORDS] == heard[:REREAD_WORDS]
+    return len(own) >= REREAD_WORDS and own[:REREAD_WORDS] == heard[:REREAD_WORDS]
