@@ -65,3 +65,26 @@ def test_bench_quick_writes_sane_json(tmp_path: Path) -> None:
         "alone_server",
     ):
         assert 0 <= real["offline"][key]["wer"] < 0.5
+
+
+def test_gpu_check_runs_its_three_steps_here(tmp_path: Path) -> None:
+    """scripts/gpu_check.py at tiny scale on this machine's CPU (`auto` finds no GPU here): pack, run, report."""
+    script = [sys.executable, str(ROOT / "scripts" / "gpu_check.py")]
+    audio, out = tmp_path / "audio", tmp_path / "run" / "gpu.json"
+    steps = (["pack", str(audio), "--limit", "2"], ["run", str(audio), str(out), "--steps", "1"])
+    for args in steps:
+        reply = subprocess.run([*script, *args], capture_output=True, text=True, cwd=ROOT, timeout=200)
+        assert reply.returncode == 0, reply.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["recordings"] == 2 and result["cuda_devices"] == 0
+    for device in ("auto", "cpu"):
+        phase = result[device]
+        assert [e["device"] for e in phase["model_loaded"]] == ["cpu"]
+        assert not phase["errors"] and len(phase["texts"]) == 2 and all(phase["texts"].values())
+        assert phase["log_problems"] == []
+        assert (out.parent / "logs" / f"{device}.log").is_file()
+    assert [step["n"] for step in result["auto"]["capacity_steps"]] == [1]
+    assert result["cpu"]["capacity_steps"] == []
+    reply = subprocess.run([*script, "report", str(out), str(audio)], capture_output=True, text=True, cwd=ROOT)
+    assert reply.returncode == 0, reply.stderr[-3000:]
+    assert reply.stdout.count("WER {'wer': ") == 2

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Device check: the real tiny.en model decoding on a GPU, beside the same machine's CPU, in one run.
+
+Three steps, because the device machine of this workplace has no package registry and one call to it
+carries at most 64 MiB (the CTranslate2 wheel and tiny.en are more than that together):
+
+- `pack` (here): the real recordings of ../shared/eval/real, decoded to LINEAR16, with their references;
+- `run` (there, from the repository root, with the server's dependencies on PYTHONPATH): fresh real servers
+  on `--device auto` and on `--device cpu`; every recording streamed alone at real-time pace, partials and
+  word timings on, CONCURRENCY at a time; then N concurrent real-time streams on the GPU, N in steps. It
+  writes each recording's finals and the stream figures to a JSON file, the servers' logs beside it;
+- `report` (here): word error rates of both devices against the references (jiwer and Whisper's
+  normaliser are not on that machine), latency and capacity beside them.
+
+That machine's image carries CUDA 13, while the CTranslate2 wheel resolves nine cuBLAS functions by name
+from `libcublas.so.12`. `run --cublas-from-13` names cuBLAS 13 `libcublas.so.12` in a folder of its own on
+LD_LIBRARY_PATH, for this check only: the image (Dockerfile) carries the CUDA 12 libraries CTranslate2 was
+built against. faster-whisper imports PyAV for file decoding, which the server never uses; where PyAV is
+missing an empty module stands in for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import scripts.bench  # noqa: E402
+from scripts.bench import (  # noqa: E402
+    TAIL_SILENCE_S,
+    StreamRecord,
+    bench_server,
+    run_stream,
+    silence,
+    stream_figures,
+)
+from tests.helpers import RATE, ServerProcess  # noqa: E402
+
+CONCURRENCY = 16  # recordings streamed at once in the accuracy phase
+CAPACITY_STEPS = (16, 32, 64, 96)
+CAPACITY_SECONDS = 25.0  # least audio per client per capacity step
+CAPACITY_P95_LATENCY_S = 3.0  # bench.py's pass line
+
+
+def pack(out: Path, limit: int) -> None:
+    from tests.helpers import real_audio, real_manifest, to_pcm16
+
+    rows = real_manifest(limit)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {row["file"]: np.frombuffer(to_pcm16(real_audio(row["file"])), dtype="<i2") for row in rows}
+    np.savez(out / "real.npz", **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+    (out / "references.json").write_text(json.dumps({row["file"]: row["reference"] for row in rows}, indent=1))
+    seconds = sum(a.shape[0] for a in arrays.values()) / RATE
+    print(f"packed {len(rows)} recordings, {seconds:.0f} s of audio, into {out}")
+
+
+def cublas_from_13(folder: Path) -> str:
+    """A folder where libcublas.so.12 is cuBLAS 13 (see the module docstring); what was linked."""
+    roots = [Path("/usr/local"), Path(sys.prefix), *map(Path, sys.path)]
+    found = next((p for root in roots if root.is_dir() for p in root.glob("**/libcublas.so.13")), None)
+    if found is None:
+        raise SystemExit("no libcublas.so.13 on this machine")
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "libcublas.so.12"
+    link.unlink(missing_ok=True)
+    link.symlink_to(found.resolve())
+    paths = [str(folder), str(found.parent), os.environ.get("LD_LIBRARY_PATH", "")]
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, paths))
+    return str(found.resolve())
+
+
+def pyav_stand_in(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import importlib.util, sys, types\n"
+        "if importlib.util.find_spec('av') is None:\n    sys.modules['av'] = types.ModuleType('av')\n"
+    )
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+
+
+def log_events(server: ServerProcess, *names: str) -> list[dict[str, Any]]:
+    events = []
+    for line in server.log().splitlines():
+        if re.search(r'"event": ?"(' + "|".join(names) + ')"', line):
+            events.append(json.loads(line))
+    return events
+
+
+async def stream_all(address: str, audios: Sequence[bytes], concurrency: int) -> list[StreamRecord]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(audio: bytes, k: int) -> StreamRecord:
+        async with gate:
+            # Staggered starts: real clients are not in lockstep.
+            return await run_stream(address, audio, True, (k * 0.37) % 1.0, word_timestamps=True)
+
+    return list(await asyncio.gather(*(one(audio, k) for k, audio in enumerate(audios))))
+
+
+def playlists(audios: Sequence[bytes], n: int) -> list[bytes]:
+    """N clients' audio: recordings rotated by client index, 1 s apart, each at least CAPACITY_SECONDS."""
+    out = []
+    for client in range(n):
+        audio, i = b"", client
+        while len(audio) / 2 / RATE < CAPACITY_SECONDS:
+            audio += audios[i % len(audios)] + silence(1.0)
+            i += 1
+        out.append(audio + silence(TAIL_SILENCE_S))
+    return out
+
+
+def device_phase(model: str, device: str, audios: dict[str, bytes], steps: Sequence[int]) -> dict[str, Any]:
+    names = list(audios)
+    padded = [audios[name] + silence(TAIL_SILENCE_S) for name in names]
+    args = ["--model", model, "--device", device, "--max-streams", str(max([*steps, CONCURRENCY]) + 4)]
+    with bench_server(args, device) as server:
+        loaded = log_events(server, "model_loaded", "cuda_unusable")
+        print(f"[{device}] {loaded}", file=sys.stderr)
+        started = time.monotonic()
+        cpu_before = server.cpu_seconds()
+        records = asyncio.run(stream_all(server.address, padded, CONCURRENCY))
+        out: dict[str, Any] = {
+            "model_loaded": loaded,
+            "wall_s": round(time.monotonic() - started, 1),
+            "cpu_per_audio_s": round((server.cpu_seconds() - cpu_before) / (sum(map(len, padded)) / 2 / RATE), 4),
+            "texts": {name: r.text() for name, r in zip(names, records, strict=True)},
+            **stream_figures(records),
+        }
+        print(f"[{device}] accuracy phase: {out['wall_s']} s, errors {out['errors']}", file=sys.stderr)
+        results = []
+        for n in steps:
+            records = asyncio.run(stream_all(server.address, playlists(list(audios.values()), n), n))
+            figures = stream_figures(records)
+            p95 = figures["final_latency_s"]["p95"]
+            passed = not figures["errors"] and p95 is not None and p95 <= CAPACITY_P95_LATENCY_S
+            results.append({"n": n, "passed": passed, **{k: v for k, v in figures.items() if k != "final_languages"}})
+            print(f"[{device}] capacity N={n}: {'pass' if passed else 'FAIL'} final p95 {p95}", file=sys.stderr)
+            if not passed:
+                break
+        out["capacity_steps"] = results
+        out["metrics"] = {k: v for k, v in server.hws_series().items() if re.match(r"hws_(gpu|batch|decode)", k)}
+        out["log_problems"] = server.log_problems()
+    return out
+
+
+def run(model: str, audio_dir: Path, out: Path, swap_cublas: bool, steps: Sequence[int]) -> None:
+    import ctranslate2
+
+    scripts.bench.RESULTS_DIR = out.parent  # the servers' logs: out's folder/logs/{auto,cpu}.log
+    result: dict[str, Any] = {
+        "ctranslate2": ctranslate2.__version__,
+        "cuda_devices": ctranslate2.get_cuda_device_count(),
+    }
+    if swap_cublas:
+        result["libcublas.so.12"] = cublas_from_13(Path("/tmp/hws-cublas12"))
+    pyav_stand_in(Path("/tmp/hws-pyav"))
+    with np.load(audio_dir / "real.npz") as data:
+        audios = {name: data[name].tobytes() for name in data.files}
+    result["recordings"] = len(audios)
+    result["audio_s"] = round(sum(map(len, audios.values())) / 2 / RATE, 1)
+    for device, device_steps in (("auto", steps), ("cpu", ())):
+        result[device] = device_phase(model, device, audios, device_steps)
+        out.write_text(json.dumps(result, indent=1))  # what ran so far, should a later phase not finish
+    print(f"wrote {out}")
+
+
+def report(results: Path, audio_dir: Path) -> None:
+    from tests.helpers import corpus_errors
+
+    result = json.loads(results.read_text())
+    refs = json.loads((audio_dir / "references.json").read_text())
+    print(f"CTranslate2 {result['ctranslate2']}, CUDA devices {result['cuda_devices']}, "
+          f"{result['recordings']} recordings, {result['audio_s']} s")  # fmt: skip
+    for device in ("auto", "cpu"):
+        phase = result.get(device)
+        if not phase:
+            continue
+        errors = corpus_errors([(refs[name], text) for name, text in phase["texts"].items()])
+        loaded = [{k: e.get(k) for k in ("event", "device", "compute_type")} for e in phase["model_loaded"]]
+        print(f"\n--device {device}: {loaded}")
+        print(f"  WER {errors.figures()}")
+        for key in ("final_latency_s", "partial_gap_s", "first_partial_s"):
+            print(f"  {key} {phase[key]}")
+        print(
+            f"  wall {phase['wall_s']} s, server CPU per audio second {phase['cpu_per_audio_s']}, "
+            f"errors {phase['errors']}"
+        )
+        for step in phase["capacity_steps"]:
+            print(f"  capacity N={step['n']}: {'pass' if step['passed'] else 'FAIL'} final {step['final_latency_s']}, "
+                  f"partial gap {step['partial_gap_s']}, slip {step['max_send_slip_s']}")  # fmt: skip
+        print(f"  metrics {phase['metrics']}")
+        print(f"  log problems {phase['log_problems']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("out", type=Path)
+    p.add_argument("--limit", type=int, default=0, help="only the N shortest recordings (0: all)")
+    r = sub.add_parser("run")
+    r.add_argument("audio", type=Path)
+    r.add_argument("out", type=Path)
+    r.add_argument("--model", default="tiny.en-embedded", help="the server's --model: a name or a CTranslate2 folder")
+    r.add_argument("--cublas-from-13", action="store_true")
+    r.add_argument("--steps", type=int, nargs="*", default=CAPACITY_STEPS, help="capacity steps on --device auto")
+    s = sub.add_parser("report")
+    s.add_argument("results", type=Path)
+    s.add_argument("audio", type=Path)
+    args = parser.parse_args(argv)
+    if args.step == "pack":
+        pack(args.out, args.limit)
+    elif args.step == "run":
+        run(args.model, args.audio, args.out, args.cublas_from_13, args.steps)
+    else:
+        report(args.results, args.audio)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
