@@ -40,14 +40,19 @@ def _mulaw_table() -> np.ndarray:
 _MULAW_TO_FLOAT = _mulaw_table()
 
 
+def check_format(sample_rate_hz: int, channels: int) -> None:
+    """The audio formats a stream may declare; AudioFormatError says what to fix."""
+    if not MIN_RATE <= sample_rate_hz <= MAX_RATE:
+        raise AudioFormatError(f"sample_rate_hz must be between {MIN_RATE} and {MAX_RATE}, got {sample_rate_hz}")
+    if channels not in (1, 2):
+        raise AudioFormatError(f"audio_channel_count must be 1 or 2, got {channels}")
+
+
 class AudioDecoder:
     """Turns one stream's chunks into 16 kHz mono float32, validating each chunk."""
 
     def __init__(self, encoding: Encoding, sample_rate_hz: int, channels: int = 1) -> None:
-        if not MIN_RATE <= sample_rate_hz <= MAX_RATE:
-            raise AudioFormatError(f"sample_rate_hz must be between {MIN_RATE} and {MAX_RATE}, got {sample_rate_hz}")
-        if channels not in (1, 2):
-            raise AudioFormatError(f"audio_channel_count must be 1 or 2, got {channels}")
+        check_format(sample_rate_hz, channels)
         self.encoding = encoding
         self.sample_rate_hz = sample_rate_hz
         self.channels = channels

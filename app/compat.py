@@ -10,54 +10,41 @@ utterance's speech arrived and of when its result was sent.
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections.abc import AsyncIterator
 
 import grpc
 
-from app.config import Settings
-from app.engine import Engine
 from app.gen.compat import audio_transcriber_pb2 as compat_pb
 from app.gen.compat import audio_transcriber_pb2_grpc as compat_grpc
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from app.service import ServingState, parsed, rpc_scope, run_session, stream_params
-from app.session import Result, Session
+from app.service import ServingState, SessionFactory, parsed, rpc_scope, run_session
+from app.session import Arrivals, Result
 
 SAMPLE_RATE = 16_000
-BYTES_PER_SECOND = SAMPLE_RATE * 2
 ORIGINAL_OK_STATUS = 12  # what the original Check always answered
 
 
-class _ArrivalClock:
-    """Maps stream time to the wall-clock time at which that audio arrived."""
+class ArrivalClock:
+    """The wall-clock time at which each stretch of the stream's audio arrived (the session's Arrivals)."""
 
     def __init__(self) -> None:
-        self._ends: list[float] = []  # stream seconds at the end of each chunk
-        self._arrivals: list[float] = []  # wall-clock seconds the chunk arrived
-        self._bytes = 0
+        self._arrivals = Arrivals()
+        self._samples = 0
 
-    def record(self, size: int) -> None:
-        self._bytes += size
-        self._ends.append(self._bytes / BYTES_PER_SECOND)
-        self._arrivals.append(time.time())
+    def record(self, samples: int) -> None:
+        self._samples += samples
+        self._arrivals.add(self._samples, time.time())
 
     def wall_time(self, stream_s: float) -> float:
-        index = min(bisect.bisect_left(self._ends, stream_s), len(self._arrivals) - 1)
-        return self._arrivals[index] if index >= 0 else time.time()
+        return self._arrivals.at(round(stream_s * SAMPLE_RATE))
 
     def forget_before(self, stream_s: float) -> None:
         """Drop what no later result can ask for (it starts at or after `stream_s`), so memory stays flat."""
-        index = bisect.bisect_left(self._ends, stream_s)
-        if index > 1 and index * 2 > len(self._ends):  # in batches: deleting from a list's front moves the rest
-            del self._ends[: index - 1]
-            del self._arrivals[: index - 1]
-
-    def __len__(self) -> int:
-        return len(self._ends)
+        self._arrivals.forget(round(stream_s * SAMPLE_RATE))
 
 
-async def _pcm_chunks(requests: AsyncIterator[compat_pb.AudioRequest], clock: _ArrivalClock) -> AsyncIterator[bytes]:
+async def _pcm_chunks(requests: AsyncIterator[compat_pb.AudioRequest], clock: ArrivalClock) -> AsyncIterator[bytes]:
     """Whole samples from a byte stream: the original protocol has no framing, so a sample may span messages."""
     carry = b""
     async for request in requests:
@@ -65,29 +52,23 @@ async def _pcm_chunks(requests: AsyncIterator[compat_pb.AudioRequest], clock: _A
         whole = len(data) - len(data) % 2
         carry = data[whole:]
         if whole:
-            clock.record(whole)
+            clock.record(whole // 2)
             yield data[:whole]
 
 
 class AudioTranscriberCompat(compat_grpc.AudioTranscriberServiceServicer):
-    def __init__(self, settings: Settings, engine: Engine, state: ServingState) -> None:
-        self._settings = settings
-        self._engine = engine
-        self._state = state
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
 
     async def TranscribeAudio(
         self, request_iterator: AsyncIterator[compat_pb.AudioRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[compat_pb.TranscriptionResponse]:
         async with rpc_scope(context) as stream_id:
-            with self._state.stream_slot():
-                config = pb.RecognitionConfig(sample_rate_hz=SAMPLE_RATE)
-                params = stream_params(config, self._settings, self._engine, interim=False, events=False)
-                session = Session(stream_id, params, self._engine, self._settings.partial_interval_ms)
-                clock = _ArrivalClock()
+            with self._sessions.open(stream_id, pb.RecognitionConfig(sample_rate_hz=SAMPLE_RATE)) as session:
+                clock = ArrivalClock()
                 chunks = _pcm_chunks(parsed(request_iterator), clock)
-                async for output in run_session(
-                    session, chunks, self._settings.stream_idle_timeout_s, self._state.drain
-                ):
+                idle_timeout_s = self._sessions.settings.stream_idle_timeout_s
+                async for output in run_session(session, chunks, idle_timeout_s, self._sessions.state.drain):
                     if isinstance(output, Result) and output.is_final and output.text:
                         yield compat_pb.TranscriptionResponse(
                             transcription=output.text, start_time=clock.wall_time(output.start_s), end_time=time.time()
@@ -110,9 +91,9 @@ class HealthCheckCompat(compat_grpc.HealthCheckServiceServicer):
         return compat_pb.HealthCheckResponse(status_code=ORIGINAL_OK_STATUS)
 
 
-def add_compat_services(server: grpc.aio.Server, settings: Settings, engine: Engine, state: ServingState) -> list[str]:
+def add_compat_services(server: grpc.aio.Server, sessions: SessionFactory) -> list[str]:
     """Register both services; returns their full names for reflection."""
-    compat_grpc.add_AudioTranscriberServiceServicer_to_server(AudioTranscriberCompat(settings, engine, state), server)
-    compat_grpc.add_HealthCheckServiceServicer_to_server(HealthCheckCompat(state), server)
+    compat_grpc.add_AudioTranscriberServiceServicer_to_server(AudioTranscriberCompat(sessions), server)
+    compat_grpc.add_HealthCheckServiceServicer_to_server(HealthCheckCompat(sessions.state), server)
     services = compat_pb.DESCRIPTOR.services_by_name
     return [services["AudioTranscriberService"].full_name, services["HealthCheckService"].full_name]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.vad import VadParams
+from app.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
 
 EMBEDDED_MODEL = "tiny.en-embedded"
 EMBEDDED_BASE_MODEL = "base-embedded"  # multilingual; the optional extra `base` (app/embedded_models.py)
@@ -122,10 +122,11 @@ class Settings:
         for name in ("api_keys_file", "tls_cert", "tls_key"):
             path = getattr(self, name)
             _check(not path or Path(path).is_file(), name, f"file not found: {path}")
-        _check(0 <= self.vad_aggressiveness <= 3, "vad_aggressiveness", "must be 0-3")
+        _check(self.vad_aggressiveness in AGGRESSIVENESS, "vad_aggressiveness", f"must be {AGGRESSIVENESS}")
         _check(self.vad_frame_ms in (10, 20, 30), "vad_frame_ms", "must be 10, 20 or 30 (webrtcvad frame sizes)")
-        _check(100 <= self.endpoint_silence_ms <= 5000, "endpoint_silence_ms", "must be 100-5000")
-        _check(1.0 <= self.max_utterance_s <= 30.0, "max_utterance_s", "must be 1-30 (Whisper's window is 30 s)")
+        _check(self.endpoint_silence_ms in ENDPOINT_SILENCE_MS, "endpoint_silence_ms", f"must be {ENDPOINT_SILENCE_MS}")
+        window = "(Whisper's window is 30 s)"
+        _check(self.max_utterance_s in MAX_UTTERANCE_S, "max_utterance_s", f"must be {MAX_UTTERANCE_S} {window}")
         _check(0 <= self.min_speech_ms <= 2000, "min_speech_ms", "must be 0-2000")
         _check(0 <= self.speech_pad_ms <= 1000, "speech_pad_ms", "must be 0-1000")
         _check(100 <= self.partial_interval_ms <= 10000, "partial_interval_ms", "must be 100-10000")

@@ -32,7 +32,7 @@ from app.grpc_metrics import MetricsInterceptor
 from app.health import BoundedHealthServicer
 from app.metrics_http import MetricsServer
 from app.reflection import add_reflection
-from app.service import ServingState, TranscriberServicer
+from app.service import ServingState, SessionFactory, TranscriberServicer
 from app.tls import server_credentials
 from app.whisper_backend import DeviceUnusable, WhisperBackend, check_model_settings
 
@@ -68,7 +68,9 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
-class App:
+class TranscriptionServer:
+    """One server: the gRPC services, health and metrics around one engine, its model load and its drain."""
+
     def __init__(
         self,
         settings: Settings,
@@ -78,8 +80,9 @@ class App:
         self.settings = settings
         self.credentials = credentials
         self.engine = Engine(settings, WhisperBackend(settings))
-        self.state = ServingState(settings.max_streams)
         self.health = BoundedHealthServicer()
+        self.state = ServingState(settings.max_streams, on_change=self._set_health)
+        self.sessions = SessionFactory(settings, self.engine, self.state)
         # The first interceptor is the outermost: metrics also count the calls the key check refuses.
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
         if keys is not None:
@@ -98,14 +101,12 @@ class App:
         metrics.READY.set(1 if serving else 0)
 
     async def start(self) -> int:
-        transcriber_pb2_grpc.add_TranscriberServicer_to_server(
-            TranscriberServicer(self.settings, self.engine, self.state), self.server
-        )
+        transcriber_pb2_grpc.add_TranscriberServicer_to_server(TranscriberServicer(self.sessions), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self._set_health(False)
         names = [TRANSCRIBER_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         if self.settings.compat:
-            names += add_compat_services(self.server, self.settings, self.engine, self.state)
+            names += add_compat_services(self.server, self.sessions)
         if self.settings.reflection:
             add_reflection(names, self.server)
         address = f"{self.settings.host}:{self.settings.port}"
@@ -139,12 +140,7 @@ class App:
     def _engine_stalled(self, stalled: bool) -> None:
         """From the watchdog thread: health follows the engine."""
 
-        async def update() -> None:
-            self.state.stalled = stalled
-            if self.state.model_ready and not self.state.draining:
-                await self._set_health(not stalled)
-
-        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(update()))
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self.state.set_stalled(stalled)))
 
     async def _load_model(self) -> None:
         delay = 1.0
@@ -157,7 +153,7 @@ class App:
                 self.request_drain()
                 return
             except Exception as exc:  # a failed download, a model that cannot load: stay NOT_SERVING and retry
-                self.state.load_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                await self.state.model_failed(f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
                 log.error(
                     "model_load_failed",
                     model=self.settings.model,
@@ -172,10 +168,8 @@ class App:
             ).set(1)
             if info.device == "cuda":
                 metrics.track_gpu_memory()
-            self.state.model_ready = True
-            self.state.load_error = None
+            await self.state.model_loaded()
             if not self.state.draining:
-                await self._set_health(True)
                 log.info("serving", model=info.name, device=info.device, compute_type=info.compute_type)
             return
 
@@ -186,9 +180,7 @@ class App:
     async def drain(self) -> None:
         grace = self.settings.grace_period_s
         log.info("draining", open_streams=self.state.active, grace_period_s=grace)
-        self.state.draining = True
-        await self._set_health(False)
-        self.state.drain.set()
+        await self.state.start_draining()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         try:
@@ -212,14 +204,14 @@ class App:
 async def serve(
     settings: Settings, keys: list[str] | None = None, credentials: grpc.ServerCredentials | None = None
 ) -> None:
-    app = App(settings, keys, credentials)
-    await app.start()
+    server = TranscriptionServer(settings, keys, credentials)
+    await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, app.request_drain)
-    await app.wait()
-    if app.fatal is not None:
-        raise app.fatal
+        loop.add_signal_handler(sig, server.request_drain)
+    await server.wait()
+    if server.fatal is not None:
+        raise server.fatal
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import grpc
@@ -16,7 +16,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from app import metrics, parsing
-from app.audio import MAX_RATE, MIN_RATE, Encoding
+from app.audio import AudioFormatError, Encoding, check_format
 from app.config import Settings
 from app.engine import Engine
 from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
@@ -34,7 +34,7 @@ from app.session import (
     StreamFailure,
     StreamParams,
 )
-from app.vad import VadParams
+from app.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
 
 log = structlog.get_logger("hws.service")
 
@@ -66,18 +66,27 @@ _EVENT_TYPES = {
 
 
 class ServingState:
-    """Whether streams are accepted now, and how many are open. Shared by every servicer."""
+    """The server's one readiness: whether streams are accepted now and why not, and how many are open.
 
-    def __init__(self, max_streams: int) -> None:
+    Shared by every servicer; health and hws_ready follow it through `on_change` (called with the new
+    serving value each time it changes).
+    """
+
+    def __init__(self, max_streams: int, on_change: Callable[[bool], Awaitable[None]] | None = None) -> None:
         self.max_streams = max_streams
+        self._on_change = on_change
+        self._serving = False
         self.model_ready = False
         self.load_error: str | None = None  # why the last model load failed; it is retried
         self.stalled = False  # the engine's watchdog gave up on a decode
-        self.draining = False
-        self.drain = asyncio.Event()  # set on SIGTERM: open streams finish up
+        self.drain = asyncio.Event()  # set on SIGTERM: open streams finish up, new ones are refused
         self.idle = asyncio.Event()  # set while no stream is open
         self.idle.set()
         self.active = 0
+
+    @property
+    def draining(self) -> bool:
+        return self.drain.is_set()
 
     @property
     def not_ready_reason(self) -> str | None:
@@ -90,6 +99,29 @@ class ServingState:
         if self.stalled:
             return "a decode is stuck and the server is recovering; connect to another server"
         return None
+
+    async def model_loaded(self) -> None:
+        self.model_ready, self.load_error = True, None
+        await self._changed()
+
+    async def model_failed(self, reason: str) -> None:
+        self.load_error = reason
+        await self._changed()
+
+    async def set_stalled(self, stalled: bool) -> None:
+        self.stalled = stalled
+        await self._changed()
+
+    async def start_draining(self) -> None:
+        self.drain.set()
+        await self._changed()
+
+    async def _changed(self) -> None:
+        serving = self.not_ready_reason is None
+        if serving != self._serving:
+            self._serving = serving
+            if self._on_change is not None:
+                await self._on_change(serving)
 
     def check_ready(self) -> None:
         """Raise StreamRefused(UNAVAILABLE) while streams are not accepted."""
@@ -133,108 +165,155 @@ def _shown(text: str) -> str:
     return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
 
 
-def stream_params(
-    config: pb.RecognitionConfig, settings: Settings, engine: Engine, *, interim: bool, events: bool
-) -> StreamParams:
-    """Validate a client's configuration; StreamRefused(INVALID_ARGUMENT) says which field and why."""
+class SessionFactory:
+    """Where every session is made (the streaming call, the unary call, the compat service): the client's
+    config validated once, against the same rules, before the stream takes a slot."""
 
-    def invalid(message: str) -> StreamRefused:
-        return StreamRefused(FailureCode.INVALID_ARGUMENT, message)
+    def __init__(self, settings: Settings, engine: Engine, state: ServingState) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.state = state
 
-    if config.encoding not in _ENCODINGS:
-        raise invalid(f"unknown audio encoding {config.encoding}; use LINEAR16 (1) or MULAW (2)")
-    if not MIN_RATE <= config.sample_rate_hz <= MAX_RATE:
-        raise invalid(f"sample_rate_hz must be between {MIN_RATE} and {MAX_RATE}, got {config.sample_rate_hz}")
-    channels = config.audio_channel_count or 1
-    if channels not in (1, 2):
-        raise invalid(f"audio_channel_count must be 1 or 2, got {config.audio_channel_count}")
-    language = config.language.strip().lower() or None
-    info = engine.info
-    if language is not None and info is not None:
-        if language not in engine.language_codes:
-            raise invalid(
-                f"unknown language code {_shown(config.language)}; "
-                "use an ISO 639-1 code such as 'en', or leave it empty"
+    @contextlib.contextmanager
+    def open(
+        self,
+        stream_id: str,
+        config: pb.RecognitionConfig,
+        *,
+        interim: bool = False,
+        events: bool = False,
+        offset_s: float = 0.0,
+        resumable: bool = False,
+    ) -> Iterator[Session]:
+        """A session for a valid config, counted against --max-streams while open; else StreamRefused.
+
+        Only `resumable` sessions (the main streaming interface, whose clients resume on another
+        connection) end at the stream age limit.
+        """
+        self.state.check_ready()
+        params = self.params(config, interim=interim, events=events)
+        if not 0.0 <= offset_s <= MAX_AUDIO_OFFSET_S:  # also false for NaN
+            raise StreamRefused(
+                FailureCode.INVALID_ARGUMENT,
+                f"audio_offset_s must be between 0 and {MAX_AUDIO_OFFSET_S:g}, got {offset_s}",
             )
-        if not info.multilingual and language != "en":
-            raise invalid(
-                f"the model {info.name} is English-only; language must be 'en' or empty, got {_shown(config.language)}"
+        settings = self.settings
+        with self.state.stream_slot():
+            yield Session(
+                stream_id,
+                params,
+                self.engine,
+                settings.partial_interval_ms,
+                offset_s,
+                settings.backlog_timeout_s,
+                settings.max_stream_age_s if resumable else 0.0,
+                settings.max_stream_age_overrun_s if resumable else 0.0,
             )
-        if language not in info.languages:  # a code newer than the model (yue before large-v3)
+
+    def params(self, config: pb.RecognitionConfig, *, interim: bool, events: bool) -> StreamParams:
+        """Validate a client's configuration; StreamRefused(INVALID_ARGUMENT) says which field and why."""
+        settings, engine = self.settings, self.engine
+
+        def invalid(message: str) -> StreamRefused:
+            return StreamRefused(FailureCode.INVALID_ARGUMENT, message)
+
+        if config.encoding not in _ENCODINGS:
+            raise invalid(f"unknown audio encoding {config.encoding}; use LINEAR16 (1) or MULAW (2)")
+        channels = config.audio_channel_count or 1
+        try:
+            check_format(config.sample_rate_hz, channels)
+        except AudioFormatError as exc:
+            raise invalid(str(exc)) from None
+        language = config.language.strip().lower() or None
+        info = engine.info
+        if language is not None and info is not None:
+            if language not in engine.language_codes:
+                raise invalid(
+                    f"unknown language code {_shown(config.language)}; "
+                    "use an ISO 639-1 code such as 'en', or leave it empty"
+                )
+            if not info.multilingual and language != "en":
+                raise invalid(
+                    f"the model {info.name} is English-only; language must be 'en' or empty, "
+                    f"got {_shown(config.language)}"
+                )
+            if language not in info.languages:  # a code newer than the model (yue before large-v3)
+                raise invalid(
+                    f"the model {info.name} cannot transcribe {_shown(config.language)}: it knows "
+                    f"{len(info.languages)} languages, not this one; leave language empty to detect it"
+                )
+        if len(config.initial_prompt) > settings.max_prompt_chars:
             raise invalid(
-                f"the model {info.name} cannot transcribe {_shown(config.language)}: it knows {len(info.languages)} "
-                "languages, not this one; leave language empty to detect it"
+                f"initial_prompt is {len(config.initial_prompt)} characters; the limit is {settings.max_prompt_chars}"
             )
-    if len(config.initial_prompt) > settings.max_prompt_chars:
-        raise invalid(
-            f"initial_prompt is {len(config.initial_prompt)} characters; the limit is {settings.max_prompt_chars}"
+        if len(config.hotwords) > settings.max_hotwords:
+            raise invalid(f"{len(config.hotwords)} hotwords sent; the limit is {settings.max_hotwords}")
+        if any(len(word) > settings.max_hotword_chars for word in config.hotwords):
+            raise invalid(f"a hotword is longer than {settings.max_hotword_chars} characters")
+        vad = config.vad_aggressiveness if config.HasField("vad_aggressiveness") else settings.vad_aggressiveness
+        if vad not in AGGRESSIVENESS:
+            raise invalid(f"vad_aggressiveness must be {AGGRESSIVENESS}, got {vad}")
+        endpoint = config.endpoint_silence_ms or settings.endpoint_silence_ms
+        if endpoint not in ENDPOINT_SILENCE_MS:
+            raise invalid(
+                f"endpoint_silence_ms must be {ENDPOINT_SILENCE_MS} (or 0 for the default), "
+                f"got {config.endpoint_silence_ms}"
+            )
+        max_utterance = config.max_utterance_s or settings.max_utterance_s
+        if max_utterance not in MAX_UTTERANCE_S:
+            raise invalid(
+                f"max_utterance_s must be {MAX_UTTERANCE_S} (or 0 for the default), got {config.max_utterance_s:g}"
+            )
+        return StreamParams(
+            encoding=_ENCODINGS[config.encoding],
+            sample_rate_hz=config.sample_rate_hz,
+            channels=channels,
+            language=language,
+            word_timestamps=config.word_timestamps,
+            prompt=engine.prompt(config.initial_prompt, config.hotwords),
+            vad=VadParams(
+                aggressiveness=vad,
+                frame_ms=settings.vad_frame_ms,
+                endpoint_silence_ms=endpoint,
+                max_utterance_s=max_utterance,
+                min_speech_ms=settings.min_speech_ms,
+                pad_ms=settings.speech_pad_ms,
+            ),
+            interim_results=interim,
+            speech_events=events,
         )
-    if len(config.hotwords) > settings.max_hotwords:
-        raise invalid(f"{len(config.hotwords)} hotwords sent; the limit is {settings.max_hotwords}")
-    if any(len(word) > settings.max_hotword_chars for word in config.hotwords):
-        raise invalid(f"a hotword is longer than {settings.max_hotword_chars} characters")
-    vad = config.vad_aggressiveness if config.HasField("vad_aggressiveness") else settings.vad_aggressiveness
-    if not 0 <= vad <= 3:
-        raise invalid(f"vad_aggressiveness must be 0-3, got {vad}")
-    endpoint = config.endpoint_silence_ms or settings.endpoint_silence_ms
-    if not 100 <= endpoint <= 5000:
-        raise invalid(f"endpoint_silence_ms must be 100-5000 (or 0 for the default), got {config.endpoint_silence_ms}")
-    max_utterance = config.max_utterance_s or settings.max_utterance_s
-    if not 1.0 <= max_utterance <= 30.0:
-        raise invalid(f"max_utterance_s must be 1-30 (or 0 for the default), got {config.max_utterance_s:g}")
-    prompt = engine.prompt(config.initial_prompt, config.hotwords)
-    return StreamParams(
-        encoding=_ENCODINGS[config.encoding],
-        sample_rate_hz=config.sample_rate_hz,
-        channels=channels,
-        language=language,
-        word_timestamps=config.word_timestamps,
-        prompt=prompt,
-        vad=VadParams(
-            aggressiveness=vad,
-            frame_ms=settings.vad_frame_ms,
-            endpoint_silence_ms=endpoint,
-            max_utterance_s=max_utterance,
-            min_speech_ms=settings.min_speech_ms,
-            pad_ms=settings.speech_pad_ms,
-        ),
-        interim_results=interim,
-        speech_events=events,
-    )
 
+    def update(self, config: pb.StreamingConfig, current: StreamParams, offset_s: float) -> Reconfigure:
+        """A config sent after the first: the stream's new settings, or why they are refused (nothing applies).
 
-def update_params(
-    config: pb.StreamingConfig, current: StreamParams, offset_s: float, settings: Settings, engine: Engine
-) -> Reconfigure:
-    """A config sent after the first: the stream's new settings, or why they are refused (nothing of it applies).
-
-    It replaces the settings whole and is validated like a first config; the audio format and the resume
-    offset belong to the stream: left unset (0) they keep the stream's values, another value is refused.
-    """
-    recognition = config.recognition
-    encoding = _ENCODINGS.get(recognition.encoding)
-    if recognition.encoding and encoding is not current.encoding:
-        sent = encoding.value if encoding is not None else f"unknown encoding {recognition.encoding}"
-        return _fixed_field("encoding", current.encoding.value, sent)
-    if recognition.sample_rate_hz and recognition.sample_rate_hz != current.sample_rate_hz:
-        return _fixed_field("sample_rate_hz", current.sample_rate_hz, recognition.sample_rate_hz)
-    if recognition.audio_channel_count and recognition.audio_channel_count != current.channels:
-        return _fixed_field("audio_channel_count", current.channels, recognition.audio_channel_count)
-    if config.audio_offset_s and config.audio_offset_s != offset_s:
-        return _refused(
-            f"audio_offset_s cannot change mid-stream (the stream's is {offset_s:g}, the update has "
-            f"{config.audio_offset_s:g}): it is read from the first config only, to resume; leave it 0"
-        )
-    whole = pb.RecognitionConfig()
-    whole.CopyFrom(recognition)
-    whole.encoding = pb.MULAW if current.encoding is Encoding.MULAW else pb.LINEAR16
-    whole.sample_rate_hz = current.sample_rate_hz
-    whole.audio_channel_count = current.channels
-    try:
-        params = stream_params(whole, settings, engine, interim=config.interim_results, events=config.speech_events)
-    except StreamRefused as exc:
-        return _refused(exc.message)
-    return Reconfigure(params)
+        It replaces the settings whole and is validated like a first config; the audio format and the
+        resume offset belong to the stream: left unset (0) they keep the stream's values, another value
+        is refused.
+        """
+        recognition = config.recognition
+        encoding = _ENCODINGS.get(recognition.encoding)
+        if recognition.encoding and encoding is not current.encoding:
+            sent = encoding.value if encoding is not None else f"unknown encoding {recognition.encoding}"
+            return _fixed_field("encoding", current.encoding.value, sent)
+        if recognition.sample_rate_hz and recognition.sample_rate_hz != current.sample_rate_hz:
+            return _fixed_field("sample_rate_hz", current.sample_rate_hz, recognition.sample_rate_hz)
+        if recognition.audio_channel_count and recognition.audio_channel_count != current.channels:
+            return _fixed_field("audio_channel_count", current.channels, recognition.audio_channel_count)
+        if config.audio_offset_s and config.audio_offset_s != offset_s:
+            return _refused(
+                f"audio_offset_s cannot change mid-stream (the stream's is {offset_s:g}, the update has "
+                f"{config.audio_offset_s:g}): it is read from the first config only, to resume; leave it 0"
+            )
+        whole = pb.RecognitionConfig()
+        whole.CopyFrom(recognition)
+        whole.encoding = pb.MULAW if current.encoding is Encoding.MULAW else pb.LINEAR16
+        whole.sample_rate_hz = current.sample_rate_hz
+        whole.audio_channel_count = current.channels
+        try:
+            params = self.params(whole, interim=config.interim_results, events=config.speech_events)
+        except StreamRefused as exc:
+            return _refused(exc.message)
+        return Reconfigure(params)
 
 
 def _fixed_field(name: str, stream_value: object, sent: object) -> Reconfigure:
@@ -344,10 +423,10 @@ async def run_session(
 
 
 class TranscriberServicer(pb_grpc.TranscriberServicer):
-    def __init__(self, settings: Settings, engine: Engine, state: ServingState) -> None:
-        self._settings = settings
-        self._engine = engine
-        self._state = state
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+        self._settings = sessions.settings
+        self._state = sessions.state
 
     async def StreamingTranscribe(
         self, request_iterator: AsyncIterator[pb.StreamingTranscribeRequest], context: grpc.aio.ServicerContext
@@ -358,41 +437,26 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
             # others out, and draining does not wait for them.
             requests = parsed(request_iterator)
             config = await self._first_config(requests)
-            params = stream_params(
+            offset = config.audio_offset_s
+            with self._sessions.open(
+                stream_id,
                 config.recognition,
-                self._settings,
-                self._engine,
                 interim=config.interim_results,
                 events=config.speech_events,
-            )
-            offset = config.audio_offset_s
-            if not 0.0 <= offset <= MAX_AUDIO_OFFSET_S:  # also false for NaN
-                raise StreamRefused(
-                    FailureCode.INVALID_ARGUMENT,
-                    f"audio_offset_s must be between 0 and {MAX_AUDIO_OFFSET_S:g}, got {offset}",
-                )
-            with self._state.stream_slot():
+                offset_s=offset,
+                resumable=True,
+            ) as session:
+                params = session.params
                 log.info(
                     "stream_started",
                     rate=params.sample_rate_hz,
                     encoding=params.encoding.value,
                     interim=params.interim_results,
-                    audio_offset_s=config.audio_offset_s,
-                )
-                session = Session(
-                    stream_id,
-                    params,
-                    self._engine,
-                    self._settings.partial_interval_ms,
-                    offset,
-                    self._settings.backlog_timeout_s,
-                    # Only here: clients of this interface can resume; the unary call and compat streams cannot.
-                    self._settings.max_stream_age_s,
-                    self._settings.max_stream_age_overrun_s,
+                    audio_offset_s=offset,
                 )
 
                 def update(later: pb.StreamingConfig) -> Reconfigure:
-                    return update_params(later, session.params, offset, self._settings, self._engine)
+                    return self._sessions.update(later, session.params, offset)
 
                 try:
                     async for output in run_session(
@@ -428,9 +492,7 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
         self, request: pb.TranscribeRequest, context: grpc.aio.ServicerContext
     ) -> pb.TranscribeResponse:
         async with rpc_scope(context) as stream_id:
-            with self._state.stream_slot():
-                params = stream_params(request.config, self._settings, self._engine, interim=False, events=False)
-                session = Session(stream_id, params, self._engine, self._settings.partial_interval_ms)
+            with self._sessions.open(stream_id, request.config) as session:
                 outputs = run_session(
                     session, _once(request.audio), self._settings.stream_idle_timeout_s, asyncio.Event()
                 )
@@ -440,9 +502,9 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
 
     async def Ready(self, request: pb.ReadyRequest, context: grpc.aio.ServicerContext) -> pb.ReadyResponse:
         reason = self._state.not_ready_reason
-        if reason is not None or self._engine.info is None:
+        info = self._sessions.engine.info
+        if reason is not None or info is None:  # info is set before the state says the model is ready
             await context.abort(grpc.StatusCode.UNAVAILABLE, reason or "the model is still loading")
-        info = self._engine.info
         assert info is not None
         return pb.ReadyResponse(model=info.name, device=info.device)
 

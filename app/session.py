@@ -31,7 +31,7 @@ from app.audio import TARGET_RATE, AudioDecoder, AudioFormatError, Encoding, Rec
 from app.engine import Context, DecodeOptions, DecodeResult, DecodeTiming, Engine, EngineNotReady, JobKind, Quality
 from app.quality import Flag
 from app.stabilizer import LocalAgreement
-from app.vad import Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
+from app.vad import Segmenter, SegmenterEvent, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
 
 log = structlog.get_logger("hws.session")
 
@@ -140,12 +140,12 @@ def result_timing(audio_end_at: float, endpoint_at: float, decode: DecodeTiming,
     )
 
 
-class _Arrivals:
+class Arrivals:
     """When the stream's audio arrived: the stream position one past each message's last sample, and the time.
 
     A message that ends at most ARRIVAL_STEP after the entry before the last merges into the last, so
     there is at most about one entry per ARRIVAL_STEP of audio, and a position reads a time at most that
-    much audio late.
+    much audio late. The session keeps monotonic times; the compat service keeps wall-clock ones.
     """
 
     def __init__(self) -> None:
@@ -256,11 +256,11 @@ class _PendingFinal:
 
 
 @dataclasses.dataclass
-class _Mark:
+class _FinalUpTo:
     position: int  # samples before it are final once every earlier item is delivered
 
 
-_Item = Event | ConfigAck | _PendingPartial | _PendingFinal | _Mark | StreamFailure | None
+_Item = Event | ConfigAck | _PendingPartial | _PendingFinal | _FinalUpTo | StreamFailure | None
 
 
 class Session:
@@ -283,9 +283,9 @@ class Session:
         self._start = start
         self._segmenter = Segmenter(params.vad, start)
         self._recent = RecentAudio(CONTEXT_WINDOW_S, start)
-        self._arrivals = _Arrivals()
+        self._arrivals = Arrivals()
         self._previous: SpeechEnd | None = None  # the last utterance sent to the model
-        self._marked_pos = start  # the last final position queued as a _Mark
+        self._marked_pos = start  # the last final position queued as a _FinalUpTo
         self._final_pos = start  # the last final position delivered
         self._reported_pos = start  # the last final position sent to the client
         self._partial_interval = partial_interval_ms * TARGET_RATE // 1000
@@ -365,7 +365,7 @@ class Session:
         try:
             if isinstance(failure, StreamAged):
                 # At a pause: what follows it (a pre-roll, an utterance just begun) the client sends again.
-                self._items.put_nowait(_Mark(failure.position))
+                self._items.put_nowait(_FinalUpTo(failure.position))
             elif failure is None or failure.code is not FailureCode.OVERLOADED:  # behind already: add no work
                 try:
                     await self._finish()
@@ -420,15 +420,15 @@ class Session:
         self._aged_at = self._hard_end_at = None  # ending anyway: its last audio is finalised here
         ended = time.monotonic()
         await self._feed(self._decoder.flush(), ended)
-        await self._handle(self._segmenter.finish(), ended)
-        self._items.put_nowait(_Mark(self._segmenter.final_position))
+        await self._on_vad_events(self._segmenter.finish(), ended)
+        self._items.put_nowait(_FinalUpTo(self._segmenter.final_position))
 
     async def _feed(self, samples: np.ndarray, arrived: float) -> None:
         self._samples += samples.shape[0]
         self._recent.append(samples)
         if samples.shape[0]:
             self._arrivals.add(self._recent.end, arrived)
-        await self._handle(self._segmenter.feed(samples), arrived)
+        await self._on_vad_events(self._segmenter.feed(samples), arrived)
         self._arrivals.forget(self._segmenter.final_position)  # no later utterance has voiced audio before it
         if self._utterance is None and self._past(self._aged_at):
             raise self._aged(self._segmenter.final_position)
@@ -437,9 +437,9 @@ class Session:
         position = self._segmenter.final_position
         if position - self._marked_pos >= PROGRESS_STEP_S * TARGET_RATE:
             self._marked_pos = position
-            self._items.put_nowait(_Mark(position))
+            self._items.put_nowait(_FinalUpTo(position))
 
-    async def _handle(self, events: list[SpeechStart | SpeechEnd | SpeechDiscarded], arrived: float) -> None:
+    async def _on_vad_events(self, events: list[SegmenterEvent], arrived: float) -> None:
         """The segmenter's events from audio that arrived at `arrived` (or from the stream's end then)."""
         for event in events:
             if isinstance(event, SpeechStart):
@@ -457,7 +457,7 @@ class Session:
             if isinstance(event, SpeechDiscarded):
                 metrics.UTTERANCES.labels(outcome="too_short").inc()
                 log.debug("utterance_too_short", utterance_id=utterance.id, voiced_ms=event.voiced_ms)
-                self._items.put_nowait(_Mark(event.end))
+                self._items.put_nowait(_FinalUpTo(event.end))
                 continue
             await self._slot(self._final_slots, "finals")
             # No partial of this utterance is processed after this; the final depends on the audio alone.
@@ -594,11 +594,11 @@ class Session:
             if isinstance(item, Event | ConfigAck):
                 if isinstance(item, ConfigAck):
                     self._answer_slots.release()
-                yield self._reporting(dataclasses.replace(item, final_offset_s=self._final_pos / TARGET_RATE))
-            elif isinstance(item, _Mark):
+                yield self._note_reported(dataclasses.replace(item, final_offset_s=self._final_pos / TARGET_RATE))
+            elif isinstance(item, _FinalUpTo):
                 self._final_pos = max(self._final_pos, item.position)
                 if self._final_pos > self._reported_pos:
-                    yield self._reporting(Progress(self._final_pos / TARGET_RATE))
+                    yield self._note_reported(Progress(self._final_pos / TARGET_RATE))
             elif isinstance(item, _PendingPartial):
                 partial = await self._partial(item)
                 if partial is not None:
@@ -608,7 +608,7 @@ class Session:
                 if final is not None:
                     yield final
 
-    def _reporting(self, output: _Out) -> _Out:
+    def _note_reported(self, output: _Out) -> _Out:
         self._reported_pos = max(self._reported_pos, round(output.final_offset_s * TARGET_RATE))
         return output
 
@@ -685,7 +685,7 @@ class Session:
         metrics.FINAL_LATENCY.observe(sent_at - item.endpoint_at)
         metrics.ENDPOINT_WAIT.observe(timing.endpoint_wait_s)
         metrics.QUEUE_WAIT.labels(kind="final").observe(timing.queue_wait_s)
-        return self._reporting(
+        return self._note_reported(
             Result(
                 final_offset_s=self._final_pos / TARGET_RATE,
                 utterance_id=utterance.id,

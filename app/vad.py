@@ -41,6 +41,25 @@ class EndReason(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
+class Bounds:
+    """An inclusive range: the server's settings and a client's config are checked against the same one."""
+
+    low: float
+    high: float
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high  # false for NaN
+
+    def __str__(self) -> str:
+        return f"{self.low:g}-{self.high:g}"
+
+
+AGGRESSIVENESS = Bounds(0, 3)  # webrtcvad's modes
+ENDPOINT_SILENCE_MS = Bounds(100, 5000)
+MAX_UTTERANCE_S = Bounds(1, 30)  # Whisper's window is 30 s
+
+
+@dataclasses.dataclass(frozen=True)
 class VadParams:
     aggressiveness: int = 2
     frame_ms: int = 30
@@ -74,10 +93,10 @@ class SpeechDiscarded:
     voiced_ms: int
 
 
-Event = SpeechStart | SpeechEnd | SpeechDiscarded
+SegmenterEvent = SpeechStart | SpeechEnd | SpeechDiscarded
 
 
-class _Utterance:
+class _UtteranceAudio:
     """Audio of the utterance in progress, in one preallocated buffer."""
 
     def __init__(self, start: int, capacity: int) -> None:
@@ -117,7 +136,7 @@ class Segmenter:
         self._history: collections.deque[tuple[np.ndarray, bool]] = collections.deque(
             maxlen=self._pad_frames + self._trigger_frames
         )
-        self._utterance: _Utterance | None = None
+        self._utterance: _UtteranceAudio | None = None
 
     def _apply(self, params: VadParams) -> None:
         self.params = params
@@ -171,21 +190,21 @@ class Segmenter:
             return None
         return self._utterance.start, self._utterance.audio
 
-    def feed(self, samples: np.ndarray) -> list[Event]:
+    def feed(self, samples: np.ndarray) -> list[SegmenterEvent]:
         if self._pending.shape[0]:
             samples = np.concatenate([self._pending, samples])
         whole = samples.shape[0] - samples.shape[0] % self._frame
         self._pending = samples[whole:].copy()
-        events: list[Event] = []
+        events: list[SegmenterEvent] = []
         # One frame at a time: an utterance that ends here may change the aggressiveness for the next frame.
         for frame in samples[:whole].reshape(-1, self._frame):
             self._step(frame, self._vad.is_speech(float_to_pcm16(frame), TARGET_RATE), events)
             self._position += self._frame
         return events
 
-    def finish(self) -> list[Event]:
+    def finish(self) -> list[SegmenterEvent]:
         """End of stream: the utterance in progress ends with whatever audio is left."""
-        events: list[Event] = []
+        events: list[SegmenterEvent] = []
         if self._utterance is not None:
             if self._pending.shape[0]:
                 room = self._utterance.buffer.shape[0] - self._utterance.length
@@ -194,7 +213,7 @@ class Segmenter:
         self._pending = np.zeros(0, dtype=np.float32)
         return events
 
-    def _step(self, frame: np.ndarray, voiced: bool, events: list[Event]) -> None:
+    def _step(self, frame: np.ndarray, voiced: bool, events: list[SegmenterEvent]) -> None:
         utterance = self._utterance
         if utterance is None:
             self._history.append((frame, voiced))
@@ -209,7 +228,7 @@ class Segmenter:
         elif utterance.length + self._frame > self._max_samples:
             self._force_cut(utterance, events)
 
-    def _force_cut(self, utterance: _Utterance, events: list[Event]) -> None:
+    def _force_cut(self, utterance: _UtteranceAudio, events: list[SegmenterEvent]) -> None:
         """Cut an utterance at its length limit; the audio after the cut carries on as the next utterance.
 
         Settings changed meanwhile apply from the cut: under a shorter limit the audio carried on may
@@ -222,7 +241,7 @@ class Segmenter:
             if not rest_frames:
                 return
             capacity = max(self._capacity, (rest_frames + 1) * self._frame)
-            rest = _Utterance(utterance.start + cut_frames * self._frame, capacity)
+            rest = _UtteranceAudio(utterance.start + cut_frames * self._frame, capacity)
             for index in range(cut_frames, len(utterance.voicing)):
                 offset = index * self._frame
                 rest.append(utterance.buffer[offset : offset + self._frame], utterance.voicing[index])
@@ -232,12 +251,12 @@ class Segmenter:
                 return
             utterance = rest
 
-    def _begin(self, events: list[Event]) -> None:
+    def _begin(self, events: list[SegmenterEvent]) -> None:
         frames = list(self._history)
         first_voiced = next(i for i, (_, v) in enumerate(frames) if v)
         first = max(0, first_voiced - self._pad_frames)
         start = self._position + self._frame - (len(frames) - first) * self._frame
-        utterance = _Utterance(start, self._capacity)
+        utterance = _UtteranceAudio(start, self._capacity)
         for frame, voiced in frames[first:]:
             utterance.append(frame, voiced)
         utterance.silence_frames = 0
@@ -245,7 +264,7 @@ class Segmenter:
         self._utterance = utterance
         events.append(SpeechStart(start))
 
-    def _cut_frames(self, utterance: _Utterance) -> int:
+    def _cut_frames(self, utterance: _UtteranceAudio) -> int:
         """Frames to keep at a forced cut: up to the last unvoiced frame of the final seconds within the limit."""
         frames = min(len(utterance.voicing), self._max_samples // self._frame)
         earliest = max(1, frames - int(CUT_SEARCH_S * 1000) // self.params.frame_ms)
@@ -271,7 +290,7 @@ class Segmenter:
             self._next = None
         return event
 
-    def _end_event(self, utterance: _Utterance, keep: int, reason: EndReason) -> SpeechEnd | SpeechDiscarded:
+    def _end_event(self, utterance: _UtteranceAudio, keep: int, reason: EndReason) -> SpeechEnd | SpeechDiscarded:
         voicing = utterance.voicing[: -(-keep // self._frame)]
         voiced_ms = sum(voicing) * self.params.frame_ms
         end = utterance.start + keep
