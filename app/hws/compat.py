@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from app.config import Settings
-from app.engine import Engine
-from app.gen.compat import audio_transcriber_pb2 as compat_pb
-from app.gen.compat import audio_transcriber_pb2_grpc as compat_grpc
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from app.service import ServingState, parsed, rpc_scope, run_session, stream_params
-from app.session import Result, Session
+from hws.config import Settings
+from hws.engine import Engine
+from hws.gen.compat import audio_transcriber_pb2 as compat_pb
+from hws.gen.compat import audio_transcriber_pb2_grpc as compat_grpc
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.service import ServingState, parsed, rpc_scope, run_session, stream_params
+from hws.session import Result, Session
 
 SAMPLE_RATE = 16_000
 BYTES_PER_SECOND = SAMPLE_RATE * 2
