@@ -50,7 +50,7 @@ format: $(STAMP)
 
 ## Regenerate the Python code for the .proto files (committed; a test checks it is current).
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Iapp/gen=proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO)
+	$(BIN)/python -m grpc_tools.protoc -Ihws/gen=proto --python_out=app --grpc_python_out=app --pyi_out=app $(PROTO)
 
 ## Start a server on DEMO_PORT (50071), stream a clip from the eval set at real-time pace, show partials and finals.
 demo: $(STAMP)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Streaming benchmark: the real server process and model, clients streaming eval clips at real-time pace.
 
-One run measures, against `python -m app.server`:
+One run measures, against `python -m hws.server`:
 - final latency: arrival of a final minus the wall time at which the client sent the audio at its end_s
   (includes the endpoint silence; the single-stream target is p50 <= endpoint + 1.0 s);
 - partial cadence and time to first partial (interim results on);
@@ -179,7 +179,7 @@ class Background:
 
 # -- the server under test -----------------------------------------------------------------------------------
 def bench_server(args: Sequence[str], name: str) -> ServerProcess:
-    """`python -m app.server` started on free ports with extra flags; its log is RESULTS_DIR/logs/<name>.log."""
+    """`python -m hws.server` started on free ports with extra flags; its log is RESULTS_DIR/logs/<name>.log."""
     # One connection per measured stream: the real continuous stream runs past the stream age limit.
     server = ServerProcess(args=["--max-stream-age-s", "0", *args], log_path=RESULTS_DIR / "logs" / f"{name}.log")
     return server.start()
@@ -231,7 +231,7 @@ class StreamRecord:
             if p["stable_text"]:
                 stable[p["utterance_id"]] = p["stable_text"]
         keys = [(f, stable[f["utterance_id"]]) for f in self.finals if f["utterance_id"] in stable]
-        from app.stabilizer import revises  # the server's own rule (standard library only)
+        from hws.stabilizer import revises  # the server's own rule (standard library only)
 
         revised = [f for f, said in keys if revises(f["text"], said)]
         return len(revised), len(keys)
@@ -251,8 +251,8 @@ async def run_stream(
     """Stream LINEAR16 audio in CHUNK_MS chunks paced against the monotonic clock; record every response."""
     import grpc
 
-    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-    from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+    from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+    from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 
     record = StreamRecord()
     step = RATE * CHUNK_MS // 1000 * 2

@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.config import EMBEDDED_MODEL  # noqa: E402
+from hws.config import EMBEDDED_MODEL  # noqa: E402
 from scripts.bench import RESULTS_DIR, own_cpu_seconds, rounded_wer  # noqa: E402
 from tests.helpers import clip_audio, manifest, offline_model  # noqa: E402
 
@@ -55,10 +55,10 @@ class _Counting:
 
 
 def worker(padding_s: float, model: str) -> None:
-    from app.config import Settings
-    from app.engine import DecodeOptions, Engine, JobKind
-    from app.vad import Segmenter, SpeechEnd, VadParams
-    from app.whisper_backend import WhisperBackend
+    from hws.config import Settings
+    from hws.engine import DecodeOptions, Engine, JobKind
+    from hws.vad import Segmenter, SpeechEnd, VadParams
+    from hws.whisper_backend import WhisperBackend
 
     refs = manifest()
     utterances: dict[str, list[Any]] = {}
@@ -112,8 +112,8 @@ def batch_worker() -> None:
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.transcribe import get_ctranslate2_storage
 
-    from app.config import Settings
-    from app.windowed_model import WINDOW_FRAMES, encoder_frames
+    from hws.config import Settings
+    from hws.windowed_model import WINDOW_FRAMES, encoder_frames
 
     model = offline_model(windowed=True)
     features = model.feature_extractor(clip_audio("jfk.flac"))[:, :-1]

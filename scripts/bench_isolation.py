@@ -80,8 +80,8 @@ async def abuser(address: str, kind: str, stop: asyncio.Event, outcome: dict[str
     """Stream `kind` at ABUSE_SPEED until `stop`; reconnect after the server's retry hint when it ends the stream."""
     import grpc
 
-    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-    from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+    from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+    from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 
     audio = abuse_audio(kind)
     size = int(RATE * ABUSE_CHUNK_S) * 2
@@ -172,8 +172,8 @@ def isolation_phase(server_args: list[str], seconds: float) -> dict[str, Any]:
 
 def expected_utterances(pcm: bytes) -> list[str]:
     """The utterance ids the server must finalise for this audio: its own segmenter, run here."""
-    from app.audio import TARGET_RATE
-    from app.vad import Segmenter, SpeechEnd, VadParams
+    from hws.audio import TARGET_RATE
+    from hws.vad import Segmenter, SpeechEnd, VadParams
 
     samples = from_pcm16(pcm)
     segmenter = Segmenter(VadParams())

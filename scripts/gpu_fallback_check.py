@@ -47,8 +47,9 @@ def random_model(folder: Path) -> Path:
 
 
 def server(model: Path, device: str, stub: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(stub), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "app.server", "--model", str(model), "--device", device]
+    paths = [str(stub), str(ROOT / "app"), os.environ.get("PYTHONPATH")]  # app/: the source folder of hws
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    command = [sys.executable, "-m", "hws.server", "--model", str(model), "--device", device]
     command += ["--port", "50971", "--metrics-port", "0", "--log-format", "json"]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

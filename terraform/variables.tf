@@ -94,7 +94,7 @@ variable "grace_period_s" {
 }
 
 variable "max_stream_age_s" {
-  description = "HWS_MAX_STREAM_AGE_S: the server ends a stream at its first pause after this age with UNAVAILABLE and final_offset_s; hws-client and app.client.stream_resumable resume it through the ALB on a healthy task, losing and repeating nothing. This is what lets a deploy or scale-in cut no stream (see deregistration_delay_s). 0: off. Not applied to the compat AudioTranscriberService, whose clients cannot resume."
+  description = "HWS_MAX_STREAM_AGE_S: the server ends a stream at its first pause after this age with UNAVAILABLE and final_offset_s; hws-client and hws.client.stream_resumable resume it through the ALB on a healthy task, losing and repeating nothing. This is what lets a deploy or scale-in cut no stream (see deregistration_delay_s). 0: off. Not applied to the compat AudioTranscriberService, whose clients cannot resume."
   type        = number
   default     = 300
 }

@@ -1,6 +1,6 @@
 """ITU-T G.711 mu-law, written from the Recommendation as plain integer arithmetic.
 
-A reference for the server's table-driven decoder (app/audio.py) and the encoder of the tests'
+A reference for the server's table-driven decoder (app/hws/audio.py) and the encoder of the tests'
 MULAW audio; `audioop`, which the tests used before, is gone from Python 3.13.
 
 A code is sent with every bit inverted; inverted, it is a sign bit (1: negative), a 3-bit segment s

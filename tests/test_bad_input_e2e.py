@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from tests.helpers import (
     ServerProcess,
     chunked,
@@ -81,7 +81,7 @@ def test_odd_byte_count_after_speech_delivers_finals_then_fails(server: ServerPr
         yield pb.StreamingTranscribeRequest(audio=b"\x01\x02\x03")
 
     with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as info:
-        from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+        from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 
         for response in pb_grpc.TranscriberStub(channel).StreamingTranscribe(reqs(), timeout=60):
             received.append(response)
@@ -128,7 +128,7 @@ def test_stream_that_sends_nothing_times_out(server: ServerProcess, send_config:
 def test_client_disconnect_mid_utterance_leaves_server_healthy(server: ServerProcess) -> None:
     pcm = clip_pcm16("synth_dialogue_clean.wav")
     with grpc.insecure_channel(server.address) as channel:
-        from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+        from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 
         call = pb_grpc.TranscriberStub(channel).StreamingTranscribe(
             requests(streaming_config(interim_results=True), chunked(pcm[: 32000 * 3], 3200), pace_s=0.1), timeout=60
@@ -145,7 +145,7 @@ def test_more_streams_than_the_limit(log_dir) -> None:
     calls = []
     try:
         with grpc.insecure_channel(limited.address) as channel:
-            from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+            from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 
             stub = pb_grpc.TranscriberStub(channel)
             prefix = [pb.StreamingTranscribeRequest(config=streaming_config()), AUDIO]
@@ -248,7 +248,7 @@ def test_streams_that_send_no_config_hold_no_slot_and_no_drain(log_dir) -> None:
     release = threading.Event()
     try:
         with grpc.insecure_channel(limited.address) as channel:
-            from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+            from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 
             stub = pb_grpc.TranscriberStub(channel)
             silent = [stub.StreamingTranscribe(_silent_after([], release), timeout=30) for _ in range(4)]

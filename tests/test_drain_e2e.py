@@ -8,8 +8,8 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2
 
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 from tests.helpers import ServerProcess, chunked, clip_pcm16, requests, streaming_config
 
 

@@ -1,4 +1,4 @@
-"""app/emf.py's quantile estimate from histogram bucket deltas, against hand-worked cases."""
+"""app/hws/emf.py's quantile estimate from histogram bucket deltas, against hand-worked cases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from app.emf import quantile
+from hws.emf import quantile
 
 BOUNDS = (0.5, 1.0, 2.0, math.inf)
 

@@ -1,4 +1,4 @@
-"""The scheduler's promises (app/engine.py), on real worker threads with a fake backend: no model, fast."""
+"""The scheduler's promises (app/hws/engine.py), on real worker threads with a fake backend: no model, fast."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.config import Settings
-from app.engine import DecodeOptions, DecodeTimeout, Engine, JobKind
+from hws.config import Settings
+from hws.engine import DecodeOptions, DecodeTimeout, Engine, JobKind
 from tests.helpers import FakeBackend
 
 SECOND = np.zeros(16_000, np.float32)

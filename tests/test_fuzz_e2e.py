@@ -17,9 +17,9 @@ import numpy as np
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from app.gen.compat import audio_transcriber_pb2 as compat_pb
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+from hws.gen.compat import audio_transcriber_pb2 as compat_pb
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 from tests.helpers import ServerProcess, clip_pcm16, final_text, metric_value, stream_clip, streaming_config
 
 CLIENT_DEADLINE_S = 20.0

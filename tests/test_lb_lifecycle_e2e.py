@@ -4,7 +4,7 @@ HAProxy (`mode http`, h2c on both sides, as the ALB speaks gRPC to its targets) 
 streams over two server processes. A deploy is played the way ECS plays it behind the ALB:
 deregister one server (HAProxy's runtime API: `state drain`, no new streams, open ones go on), wait
 out the deregistration delay, cut what is still open on it (`shutdown sessions`, what the ALB does
-when the delay ends), then SIGTERM it. The clients use `app.client.stream_resumable` through the
+when the delay ends), then SIGTERM it. The clients use `hws.client.stream_resumable` through the
 balancer's one address, as a client of the ALB does.
 """
 
@@ -27,8 +27,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from app import client
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws import client
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from tests.helpers import (
     JoinedSpeech,
     ServerProcess,
@@ -232,7 +232,7 @@ def test_a_deploy_with_the_stream_age_limit_cuts_no_stream(log_dir: Path) -> Non
     assert '"event": "stream_started"' in first.log(), "no stream was on the server that was taken out"
     aged = [e["reason"] for e in failures(servers) if e["code"] == "MAX_AGE"]
     # Every reconnect was a stream ended at its age (through HAProxy 2.6 the client may see that status as
-    # CANCELLED, see app/client.py), and every stream lived long enough to be ended at least once.
+    # CANCELLED, see app/hws/client.py), and every stream lived long enough to be ended at least once.
     assert len(aged) == sum(len(each.retries) for each in clients), (aged, [each.retries for each in clients])
     for each in clients:
         assert each.retries, "a stream three times the age limit was never ended by it"

@@ -7,7 +7,7 @@ import statistics
 import threading
 from pathlib import Path
 
-from app.audio import TARGET_RATE
+from hws.audio import TARGET_RATE
 from scripts.bench_isolation import expected_utterances  # the server's own segmenter, run here
 from tests.helpers import ServerProcess, chunked, clip_pcm16, finals, manifest, requests, stream, streaming_config
 

@@ -48,7 +48,7 @@ def test_failed_stream_counted_with_its_code(live_server: ServerProcess) -> None
     import grpc
     import pytest
 
-    from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+    from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
     before = live_server.metrics()
     with pytest.raises(grpc.RpcError):

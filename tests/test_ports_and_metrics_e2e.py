@@ -18,14 +18,14 @@ from google.protobuf import descriptor_pool
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from app import reflection
+from hws import reflection
 from tests.helpers import ROOT, ServerProcess, free_port
 
 SLOW_CONNECTIONS = 150  # past the endpoint's cap of 64 open requests
 
 
 def start_expecting_failure(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "app.server", "--host", "127.0.0.1", "--log-format", "json", *args]
+    command = [sys.executable, "-m", "hws.server", "--host", "127.0.0.1", "--log-format", "json", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 

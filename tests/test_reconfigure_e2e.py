@@ -19,8 +19,8 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from app import client
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws import client
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from tests.helpers import ROOT, ServerProcess, chunked, clip_pcm16, finals, requests, stream, streaming_config
 
 CLIP = "synth_dialogue_clean.wav"

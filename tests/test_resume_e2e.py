@@ -11,8 +11,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from app import client
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws import client
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from tests.helpers import (
     ServerProcess,
     chunked,
@@ -86,7 +86,7 @@ def test_progress_through_silence_lets_the_client_drop_audio(server: ServerProce
     silence = b"\x00\x00" * 16000 * 6
     config = pb.StreamingConfig(recognition=pb.RecognitionConfig(sample_rate_hz=16000))
     with grpc.insecure_channel(server.address) as channel:
-        from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+        from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 
         requests = [pb.StreamingTranscribeRequest(config=config)]
         requests += [pb.StreamingTranscribeRequest(audio=c) for c in chunked(silence + clip_pcm16("jfk.flac"), 3200)]
@@ -102,7 +102,7 @@ def test_resumed_stream_keeps_absolute_times(server: ServerProcess) -> None:
     config = pb.StreamingConfig(recognition=pb.RecognitionConfig(sample_rate_hz=16000, word_timestamps=True))
     config.audio_offset_s = 100.0
     with grpc.insecure_channel(server.address) as channel:
-        from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+        from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 
         requests = [pb.StreamingTranscribeRequest(config=config)]
         requests += [pb.StreamingTranscribeRequest(audio=c) for c in chunked(pcm, 3200)]
@@ -134,7 +134,7 @@ def test_cli_resumes_on_a_second_server(server: ServerProcess, log_dir: Path) ->
 
     first = ServerProcess().start(log_dir)
     try:
-        command = [sys.executable, "-m", "app.cli", str(EVAL_DIR / "jfk.flac"), "--addr", first.address]
+        command = [sys.executable, "-m", "hws.cli", str(EVAL_DIR / "jfk.flac"), "--addr", first.address]
         command += ["--addr", server.address, "--no-interim"]
         cli = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(3.0)  # real-time pace: mid first utterance

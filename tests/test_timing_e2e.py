@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from tests.helpers import EVAL_DIR, MetricsDelta, ServerProcess, chunked, clip_pcm16, requests, stream, streaming_config
 from tests.test_client_cli_e2e import cli
 

@@ -17,9 +17,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from app.tls import channel_credentials, server_credentials
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+from hws.tls import channel_credentials, server_credentials
 from tests.helpers import EVAL_DIR, ROOT, ServerProcess, chunked, clip_pcm16, final_text, requests, streaming_config
 
 CLIP = "synth_weather.wav"
@@ -117,7 +117,7 @@ def test_unverified_server_is_refused(tls_server: TlsServerProcess, pki: Pki, ro
 
 
 def test_cli_over_tls(tls_server: TlsServerProcess, pki: Pki) -> None:
-    command = [sys.executable, "-m", "app.cli", str(EVAL_DIR / CLIP), "--addr", tls_server.address]
+    command = [sys.executable, "-m", "hws.cli", str(EVAL_DIR / CLIP), "--addr", tls_server.address]
     command += ["--ca-cert", str(pki.ca), "--fast", "--timeout", "120"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr

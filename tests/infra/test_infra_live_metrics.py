@@ -1,6 +1,6 @@
 """The server's metrics as AWS and Prometheus consume them, from a real server under real load.
 
-One server process (`python -m app.server`, embedded model) runs with CloudWatch EMF lines
+One server process (`python -m hws.server`, embedded model) runs with CloudWatch EMF lines
 on (`--emf-interval-s`), its stdout and stderr kept apart; two clients stream real speech
 at real-time pace and one sends a bad request. Then:
 - every stdout line is an EMF document valid against tests/infra/schemas/emf.schema.json,
@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 import pytest
 
-from app import emf
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws import emf
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from tests.helpers import ROOT, ServerProcess, free_port, stream, stream_clip, streaming_config
 from tests.infra.conftest import missing_tool
 from tests.infra.promql import Prometheus, with_bool

@@ -36,10 +36,10 @@ from typing import TextIO
 import grpc
 from wcwidth import wcwidth
 
-from app import client
-from app.auth import auth_metadata
-from app.formats import FORMATS, CueRules, TranscriptWriter
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws import client
+from hws.auth import auth_metadata
+from hws.formats import FORMATS, CueRules, TranscriptWriter
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 # The server names the protocol's fields; the user typed these flags.

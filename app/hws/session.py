@@ -26,12 +26,12 @@ from typing import TypeVar
 import numpy as np
 import structlog
 
-from app import metrics
-from app.audio import TARGET_RATE, AudioDecoder, AudioFormatError, Encoding, RecentAudio
-from app.engine import Context, DecodeOptions, DecodeResult, DecodeTiming, Engine, EngineNotReady, JobKind, Quality
-from app.quality import Flag
-from app.stabilizer import LocalAgreement
-from app.vad import Segmenter, SegmenterEvent, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
+from hws import metrics
+from hws.audio import TARGET_RATE, AudioDecoder, AudioFormatError, Encoding, RecentAudio
+from hws.engine import Context, DecodeOptions, DecodeResult, DecodeTiming, Engine, EngineNotReady, JobKind, Quality
+from hws.quality import Flag
+from hws.stabilizer import LocalAgreement
+from hws.vad import Segmenter, SegmenterEvent, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
 
 log = structlog.get_logger("hws.session")
 

@@ -27,7 +27,7 @@ import enum
 import numpy as np
 import webrtcvad
 
-from app.audio import TARGET_RATE, float_to_pcm16
+from hws.audio import TARGET_RATE, float_to_pcm16
 
 TRIGGER_WINDOW_MS = 150
 TRIGGER_RATIO = 0.6

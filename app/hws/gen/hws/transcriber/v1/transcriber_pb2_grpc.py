@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in app/gen/hws/transcriber/v1/transcriber_pb2_grpc.py depends on'
+        + ' but the generated code in hws/gen/hws/transcriber/v1/transcriber_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,18 +36,18 @@ class TranscriberStub:
         """
         self.StreamingTranscribe = channel.stream_stream(
                 '/hws.transcriber.v1.Transcriber/StreamingTranscribe',
-                request_serializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeRequest.SerializeToString,
-                response_deserializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeResponse.FromString,
+                request_serializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeRequest.SerializeToString,
+                response_deserializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeResponse.FromString,
                 _registered_method=True)
         self.Transcribe = channel.unary_unary(
                 '/hws.transcriber.v1.Transcriber/Transcribe',
-                request_serializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeRequest.SerializeToString,
-                response_deserializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeResponse.FromString,
+                request_serializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeRequest.SerializeToString,
+                response_deserializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeResponse.FromString,
                 _registered_method=True)
         self.Ready = channel.unary_unary(
                 '/hws.transcriber.v1.Transcriber/Ready',
-                request_serializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyRequest.SerializeToString,
-                response_deserializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyResponse.FromString,
+                request_serializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyRequest.SerializeToString,
+                response_deserializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyResponse.FromString,
                 _registered_method=True)
 
 
@@ -90,18 +90,18 @@ def add_TranscriberServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'StreamingTranscribe': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamingTranscribe,
-                    request_deserializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeRequest.FromString,
-                    response_serializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeResponse.SerializeToString,
+                    request_deserializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeRequest.FromString,
+                    response_serializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeResponse.SerializeToString,
             ),
             'Transcribe': grpc.unary_unary_rpc_method_handler(
                     servicer.Transcribe,
-                    request_deserializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeRequest.FromString,
-                    response_serializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeResponse.SerializeToString,
+                    request_deserializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeRequest.FromString,
+                    response_serializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeResponse.SerializeToString,
             ),
             'Ready': grpc.unary_unary_rpc_method_handler(
                     servicer.Ready,
-                    request_deserializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyRequest.FromString,
-                    response_serializer=app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyResponse.SerializeToString,
+                    request_deserializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyRequest.FromString,
+                    response_serializer=hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,8 +129,8 @@ class Transcriber:
             request_iterator,
             target,
             '/hws.transcriber.v1.Transcriber/StreamingTranscribe',
-            app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeRequest.SerializeToString,
-            app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeResponse.FromString,
+            hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeRequest.SerializeToString,
+            hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.StreamingTranscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -156,8 +156,8 @@ class Transcriber:
             request,
             target,
             '/hws.transcriber.v1.Transcriber/Transcribe',
-            app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeRequest.SerializeToString,
-            app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeResponse.FromString,
+            hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeRequest.SerializeToString,
+            hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.TranscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -183,8 +183,8 @@ class Transcriber:
             request,
             target,
             '/hws.transcriber.v1.Transcriber/Ready',
-            app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyRequest.SerializeToString,
-            app_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyResponse.FromString,
+            hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyRequest.SerializeToString,
+            hws_dot_gen_dot_hws_dot_transcriber_dot_v1_dot_transcriber__pb2.ReadyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,7 +2,7 @@
 
 On ECS the awslogs driver ships stdout to CloudWatch Logs, which extracts the metrics of
 every EMF line: the service scales and alarms on them without an agent or a scraper. The
-values are read in-process from the Prometheus metrics in `app.metrics`; the logs go to
+values are read in-process from the Prometheus metrics in `hws.metrics`; the logs go to
 stderr, so stdout carries only these lines. One line every `--emf-interval-s` (0: off):
 
     {"_aws": {"Timestamp": 1764000000000, "CloudWatchMetrics": [{"Namespace": "HWS",
@@ -25,8 +25,8 @@ from typing import TextIO
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from app import metrics
-from app.config import Settings
+from hws import metrics
+from hws.config import Settings
 
 DIMENSION = "Service"
 # (name, CloudWatch unit). FinalLatencyP95 is left out of a line whose interval had no final.

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from google.protobuf.json_format import MessageToDict
 
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
 FORMATS = ("txt", "srt", "vtt", "jsonl")
 

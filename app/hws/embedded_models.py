@@ -31,7 +31,7 @@ from pathlib import Path
 
 import structlog
 
-from app.config import EMBEDDED_BASE_MODEL, EMBEDDED_MODEL
+from hws.config import EMBEDDED_BASE_MODEL, EMBEDDED_MODEL
 
 log = structlog.get_logger("hws.embedded_models")
 

@@ -1,14 +1,14 @@
-"""Everything that touches faster-whisper or CTranslate2, behind the scheduler's Backend interface (app/engine.py).
+"""Everything that touches faster-whisper or CTranslate2, behind the scheduler's Backend interface (app/hws/engine.py).
 
 Model resolution and loading (the embedded models included), device, compute type and worker
-selection, the warm-up, the encoder window sized to the audio (app/windowed_model.py), the decode
+selection, the warm-up, the encoder window sized to the audio (app/hws/windowed_model.py), the decode
 options built once and replaced per job, each decode's language, the conditioning prompt (hot words
 included), and the result built from Whisper's segments:
 - the encoder sees the audio plus a margin of silence, in whole seconds, not Whisper's fixed 30 s
   window; finals get a wide margin (`encoder_padding_s`), partials a cheap one;
 - every decode reads its audio alone, nothing forced: the result of a final depends on its audio
-  and the stream's settings only (app/stabilizer.py says why); words that no speech supports are
-  dropped (app/quality.py);
+  and the stream's settings only (app/hws/stabilizer.py says why); words that no speech supports are
+  dropped (app/hws/quality.py);
 - each job's decoder runs through faster-whisper's own segment generation with its slice of the
   encoder output, so batched and unbatched decodes take the same path and give the same results.
 """
@@ -33,12 +33,12 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
 from faster_whisper.transcribe import Segment, TranscriptionOptions, get_ctranslate2_storage, get_suppressed_tokens
 from faster_whisper.utils import available_models
 
-from app import embedded_models, metrics, quality
-from app.audio import TARGET_RATE
-from app.config import Settings, setting_error
-from app.engine import DecodeResult, Job, JobKind, ModelInfo, Quality, Word
-from app.stabilizer import word_key
-from app.windowed_model import WindowedWhisperModel, encoder_frames
+from hws import embedded_models, metrics, quality
+from hws.audio import TARGET_RATE
+from hws.config import Settings, setting_error
+from hws.engine import DecodeResult, Job, JobKind, ModelInfo, Quality, Word
+from hws.stabilizer import word_key
+from hws.windowed_model import WindowedWhisperModel, encoder_frames
 
 log = structlog.get_logger("hws.engine")
 
@@ -166,7 +166,7 @@ def model_languages(model: WhisperModel) -> tuple[str, ...]:
 
 
 class WhisperBackend:
-    """The scheduler's Backend (app/engine.py) on faster-whisper: one model, shared by the scheduler's workers."""
+    """The scheduler's Backend (app/hws/engine.py) on faster-whisper: one model, shared by the scheduler's workers."""
 
     # Every code Whisper has; a model knows these or fewer (ModelInfo.languages).
     language_codes = frozenset(_LANGUAGE_CODES)

@@ -15,13 +15,13 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from app import metrics, parsing
-from app.audio import AudioFormatError, Encoding, check_format
-from app.config import Settings
-from app.engine import Engine
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from app.session import (
+from hws import metrics, parsing
+from hws.audio import AudioFormatError, Encoding, check_format
+from hws.config import Settings
+from hws.engine import Engine
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+from hws.session import (
     ConfigAck,
     Event,
     EventType,
@@ -34,7 +34,7 @@ from app.session import (
     StreamFailure,
     StreamParams,
 )
-from app.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
+from hws.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
 
 log = structlog.get_logger("hws.service")
 
@@ -526,7 +526,7 @@ async def _stream_input(
 async def parsed(requests: AsyncIterator[_Request]) -> AsyncIterator[_Request]:
     """The client's messages; one that protobuf cannot parse ends the stream with INVALID_ARGUMENT.
 
-    The parse error comes from the request iterator (app/parsing.py); unhandled, it would end the
+    The parse error comes from the request iterator (app/hws/parsing.py); unhandled, it would end the
     reader while the response side waits for it.
     """
     iterator = aiter(requests)

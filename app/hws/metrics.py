@@ -9,7 +9,7 @@ from __future__ import annotations
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
 
-from app.quality import Flag
+from hws.quality import Flag
 
 # No `_created` twin per counter and histogram: no board or alert reads them, and they doubled the exposition.
 prometheus_client.disable_created_metrics()

@@ -1,6 +1,6 @@
 """The decode scheduler: the worker threads that run a recognizer Backend, and their queue.
 
-Knows nothing of gRPC, nor of Whisper: the backend (app/whisper_backend.py on faster-whisper, a fake
+Knows nothing of gRPC, nor of Whisper: the backend (app/hws/whisper_backend.py on faster-whisper, a fake
 in the unit tests) loads the model, encodes and decodes. Streams submit decode jobs and get
 concurrent futures back. Scheduling rules:
 - `workers` jobs run at once (one per core on a CPU, each on its own
@@ -43,9 +43,9 @@ from typing import Any, Protocol, final
 import numpy as np
 import structlog
 
-from app import metrics, quality
-from app.audio import TARGET_RATE
-from app.config import Settings
+from hws import metrics, quality
+from hws.audio import TARGET_RATE
+from hws.config import Settings
 
 log = structlog.get_logger("hws.engine")
 
@@ -72,7 +72,7 @@ class Word:
 
 @dataclasses.dataclass(frozen=True)
 class Quality:
-    """Whisper's own signals for one decode (see app/quality.py and the proto's ResultQuality)."""
+    """Whisper's own signals for one decode (see app/hws/quality.py and the proto's ResultQuality)."""
 
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
@@ -154,7 +154,7 @@ PARTIAL_HANDICAP_S = 5.0  # decode seconds a partial's stream must have used les
 
 
 class Backend(Protocol):
-    """What the scheduler needs of a recognizer: app/whisper_backend.py's WhisperBackend, or a test's fake.
+    """What the scheduler needs of a recognizer: app/hws/whisper_backend.py's WhisperBackend, or a test's fake.
 
     Features and encoder outputs are the backend's own; the scheduler only groups jobs by their window.
     The scheduler's workers call features, window, encode and decode from several threads at once.

@@ -8,7 +8,7 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from app.tls import channel_credentials
+from hws.tls import channel_credentials
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,19 +22,19 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from app import emf, logs, metrics
-from app.auth import ApiKeyInterceptor, api_keys
-from app.compat import add_compat_services
-from app.config import ConfigError, Settings, load_settings
-from app.engine import Engine
-from app.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
-from app.grpc_metrics import MetricsInterceptor
-from app.health import BoundedHealthServicer
-from app.metrics_http import MetricsServer
-from app.reflection import add_reflection
-from app.service import ServingState, SessionFactory, TranscriberServicer
-from app.tls import server_credentials
-from app.whisper_backend import DeviceUnusable, WhisperBackend, check_model_settings
+from hws import emf, logs, metrics
+from hws.auth import ApiKeyInterceptor, api_keys
+from hws.compat import add_compat_services
+from hws.config import ConfigError, Settings, load_settings
+from hws.engine import Engine
+from hws.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
+from hws.grpc_metrics import MetricsInterceptor
+from hws.health import BoundedHealthServicer
+from hws.metrics_http import MetricsServer
+from hws.reflection import add_reflection
+from hws.service import ServingState, SessionFactory, TranscriberServicer
+from hws.tls import server_credentials
+from hws.whisper_backend import DeviceUnusable, WhisperBackend, check_model_settings
 
 log = structlog.get_logger("hws.server")
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
+from hws.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
 
 EMBEDDED_MODEL = "tiny.en-embedded"
-EMBEDDED_BASE_MODEL = "base-embedded"  # multilingual; the optional extra `base` (app/embedded_models.py)
+EMBEDDED_BASE_MODEL = "base-embedded"  # multilingual; the optional extra `base` (app/hws/embedded_models.py)
 _VAD_DEFAULTS = VadParams()
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = (
@@ -95,7 +95,7 @@ class Settings:
     tls_key: str = ""
     log_format: str = "auto"
     log_level: str = "info"
-    # Load as CloudWatch Embedded Metric Format lines on stdout (app/emf.py); 0: off
+    # Load as CloudWatch Embedded Metric Format lines on stdout (app/hws/emf.py); 0: off
     emf_interval_s: float = 0.0
     emf_namespace: str = "HWS"
     emf_service: str = "hws"

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from app.gen.compat import audio_transcriber_pb2 as app_dot_gen_dot_compat_dot_audio__transcriber__pb2
+from hws.gen.compat import audio_transcriber_pb2 as hws_dot_gen_dot_compat_dot_audio__transcriber__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in app/gen/compat/audio_transcriber_pb2_grpc.py depends on'
+        + ' but the generated code in hws/gen/compat/audio_transcriber_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class AudioTranscriberServiceStub:
         """
         self.TranscribeAudio = channel.stream_stream(
                 '/AudioTranscriberService/TranscribeAudio',
-                request_serializer=app_dot_gen_dot_compat_dot_audio__transcriber__pb2.AudioRequest.SerializeToString,
-                response_deserializer=app_dot_gen_dot_compat_dot_audio__transcriber__pb2.TranscriptionResponse.FromString,
+                request_serializer=hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.AudioRequest.SerializeToString,
+                response_deserializer=hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.TranscriptionResponse.FromString,
                 _registered_method=True)
 
 
@@ -60,8 +60,8 @@ def add_AudioTranscriberServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'TranscribeAudio': grpc.stream_stream_rpc_method_handler(
                     servicer.TranscribeAudio,
-                    request_deserializer=app_dot_gen_dot_compat_dot_audio__transcriber__pb2.AudioRequest.FromString,
-                    response_serializer=app_dot_gen_dot_compat_dot_audio__transcriber__pb2.TranscriptionResponse.SerializeToString,
+                    request_deserializer=hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.AudioRequest.FromString,
+                    response_serializer=hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.TranscriptionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,8 +89,8 @@ class AudioTranscriberService:
             request_iterator,
             target,
             '/AudioTranscriberService/TranscribeAudio',
-            app_dot_gen_dot_compat_dot_audio__transcriber__pb2.AudioRequest.SerializeToString,
-            app_dot_gen_dot_compat_dot_audio__transcriber__pb2.TranscriptionResponse.FromString,
+            hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.AudioRequest.SerializeToString,
+            hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.TranscriptionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -113,8 +113,8 @@ class HealthCheckServiceStub:
         """
         self.Check = channel.unary_unary(
                 '/HealthCheckService/Check',
-                request_serializer=app_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckRequest.SerializeToString,
-                response_deserializer=app_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckResponse.FromString,
+                request_serializer=hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckRequest.SerializeToString,
+                response_deserializer=hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckResponse.FromString,
                 _registered_method=True)
 
 
@@ -135,8 +135,8 @@ def add_HealthCheckServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Check': grpc.unary_unary_rpc_method_handler(
                     servicer.Check,
-                    request_deserializer=app_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckRequest.FromString,
-                    response_serializer=app_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckResponse.SerializeToString,
+                    request_deserializer=hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckRequest.FromString,
+                    response_serializer=hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -164,8 +164,8 @@ class HealthCheckService:
             request,
             target,
             '/HealthCheckService/Check',
-            app_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckRequest.SerializeToString,
-            app_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckResponse.FromString,
+            hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckRequest.SerializeToString,
+            hws_dot_gen_dot_compat_dot_audio__transcriber__pb2.HealthCheckResponse.FromString,
             options,
             channel_credentials,
             insecure,

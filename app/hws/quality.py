@@ -13,7 +13,7 @@ import enum
 from collections.abc import Sequence
 from typing import Protocol
 
-from app.stabilizer import word_key
+from hws.stabilizer import word_key
 
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0

@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from app import metrics, parsing
+from hws import metrics, parsing
 
 
 def _split(full_method: str) -> tuple[str, str]:

@@ -27,9 +27,9 @@ from typing import IO, Any
 
 import grpc
 
-from app.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from app.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from app.tls import channel_credentials
+from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+from hws.tls import channel_credentials
 
 DEFAULT_CHUNK_MS = 100
 DEFAULT_PORT = 50051
