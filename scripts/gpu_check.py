@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -36,12 +37,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "app"))  # hws, where the project is not installed (the device machine)
 
 import scripts.bench  # noqa: E402
 from scripts.bench import (  # noqa: E402
     TAIL_SILENCE_S,
     StreamRecord,
-    bench_server,
     run_stream,
     silence,
     stream_figures,
@@ -121,57 +122,98 @@ def playlists(audios: Sequence[bytes], n: int) -> list[bytes]:
     return out
 
 
-def device_phase(model: str, device: str, audios: dict[str, bytes], steps: Sequence[int]) -> dict[str, Any]:
+def thread_cpu_seconds(pid: int) -> dict[str, Any]:
+    """CPU seconds of a live process's main thread (the event loop) and of each other thread, most first.
+
+    The OS knows Python's threads by the process's name only, so the others are told apart by how
+    many there are and how busy: numpy's OpenBLAS starts one per core, the engine one per worker.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    others = sorted((round(s, 1) for tid, s in seconds.items() if tid != pid), reverse=True)
+    return {"main": round(seconds.get(pid, 0.0), 1), "others": others}
+
+
+def device_phase(
+    model: str, device: str, env: dict[str, str], audios: dict[str, bytes], steps: Sequence[int], label: str
+) -> dict[str, Any]:
     names = list(audios)
     padded = [audios[name] + silence(TAIL_SILENCE_S) for name in names]
     args = ["--model", model, "--device", device, "--max-streams", str(max([*steps, CONCURRENCY]) + 4)]
-    with bench_server(args, device) as server:
+    log_path = scripts.bench.RESULTS_DIR / "logs" / f"{label}.log"
+    # One connection per stream, however long (bench.py's servers do the same).
+    with ServerProcess(args=["--max-stream-age-s", "0", *args], env=env, log_path=log_path).start() as server:
         loaded = log_events(server, "model_loaded", "cuda_unusable")
-        print(f"[{device}] {loaded}", file=sys.stderr)
+        print(f"[{label}] {loaded}", file=sys.stderr)
         started = time.monotonic()
         cpu_before = server.cpu_seconds()
         records = asyncio.run(stream_all(server.address, padded, CONCURRENCY))
         out: dict[str, Any] = {
+            "device": device,
+            "env": env,
             "model_loaded": loaded,
             "wall_s": round(time.monotonic() - started, 1),
             "cpu_per_audio_s": round((server.cpu_seconds() - cpu_before) / (sum(map(len, padded)) / 2 / RATE), 4),
             "texts": {name: r.text() for name, r in zip(names, records, strict=True)},
             **stream_figures(records),
         }
-        print(f"[{device}] accuracy phase: {out['wall_s']} s, errors {out['errors']}", file=sys.stderr)
+        print(f"[{label}] accuracy phase: {out['wall_s']} s, errors {out['errors']}", file=sys.stderr)
         results = []
         for n in steps:
-            records = asyncio.run(stream_all(server.address, playlists(list(audios.values()), n), n))
+            lists = playlists(list(audios.values()), n)
+            cpu_before = server.cpu_seconds()
+            records = asyncio.run(stream_all(server.address, lists, n))
+            cpu = (server.cpu_seconds() - cpu_before) / (sum(map(len, lists)) / 2 / RATE)
             figures = stream_figures(records)
             p95 = figures["final_latency_s"]["p95"]
             passed = not figures["errors"] and p95 is not None and p95 <= CAPACITY_P95_LATENCY_S
-            results.append({"n": n, "passed": passed, **{k: v for k, v in figures.items() if k != "final_languages"}})
-            print(f"[{device}] capacity N={n}: {'pass' if passed else 'FAIL'} final p95 {p95}", file=sys.stderr)
+            figures.pop("final_languages")
+            results.append({"n": n, "passed": passed, "cpu_per_audio_s": round(cpu, 4), **figures})
+            print(f"[{label}] capacity N={n}: {'pass' if passed else 'FAIL'} final p95 {p95}", file=sys.stderr)
             if not passed:
                 break
         out["capacity_steps"] = results
+        out["thread_cpu_s"] = thread_cpu_seconds(server.pid)
         out["metrics"] = {k: v for k, v in server.hws_series().items() if re.match(r"hws_(gpu|batch|decode)", k)}
         out["log_problems"] = server.log_problems()
     return out
 
 
-def run(model: str, audio_dir: Path, out: Path, swap_cublas: bool, steps: Sequence[int]) -> None:
+def phase_spec(text: str) -> tuple[str, dict[str, str]]:
+    """`DEVICE[:NAME=VALUE,...]`: the server's --device, and environment variables for its process."""
+    device, _, assignments = text.partition(":")
+    return device, dict(item.split("=", 1) for item in assignments.split(",") if item)
+
+
+def run(
+    model: str, audio_dir: Path, out: Path, swap_cublas: bool, phases: Sequence[str], steps: Sequence[int], limit: int
+) -> None:
     import ctranslate2
 
-    scripts.bench.RESULTS_DIR = out.parent  # the servers' logs: out's folder/logs/{auto,cpu}.log
+    scripts.bench.RESULTS_DIR = out.parent  # the servers' logs: out's folder/logs/<phase>.log
     result: dict[str, Any] = {
         "ctranslate2": ctranslate2.__version__,
         "cuda_devices": ctranslate2.get_cuda_device_count(),
+        "phases": {},
     }
     if swap_cublas:
         result["libcublas.so.12"] = cublas_from_13(Path("/tmp/hws-cublas12"))
     pyav_stand_in(Path("/tmp/hws-pyav"))
+    # The servers run `python -m hws.server`: from the source folder where the project is not installed.
+    os.environ["PYTHONPATH"] = os.pathsep.join([os.environ["PYTHONPATH"], str(ROOT / "app")])
     with np.load(audio_dir / "real.npz") as data:
-        audios = {name: data[name].tobytes() for name in data.files}
+        audios = {name: data[name].tobytes() for name in data.files[: limit or None]}
     result["recordings"] = len(audios)
     result["audio_s"] = round(sum(map(len, audios.values())) / 2 / RATE, 1)
-    for device, device_steps in (("auto", steps), ("cpu", ())):
-        result[device] = device_phase(model, device, audios, device_steps)
+    for spec in phases:
+        device, env = phase_spec(spec)
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec)
+        phase_steps = steps if device != "cpu" else ()  # capacity is the GPU's figure
+        result["phases"][spec] = device_phase(model, device, env, audios, phase_steps, label)
         out.write_text(json.dumps(result, indent=1))  # what ran so far, should a later phase not finish
     print(f"wrote {out}")
 
@@ -183,13 +225,10 @@ def report(results: Path, audio_dir: Path) -> None:
     refs = json.loads((audio_dir / "references.json").read_text())
     print(f"CTranslate2 {result['ctranslate2']}, CUDA devices {result['cuda_devices']}, "
           f"{result['recordings']} recordings, {result['audio_s']} s")  # fmt: skip
-    for device in ("auto", "cpu"):
-        phase = result.get(device)
-        if not phase:
-            continue
+    for spec, phase in result["phases"].items():
         errors = corpus_errors([(refs[name], text) for name, text in phase["texts"].items()])
         loaded = [{k: e.get(k) for k in ("event", "device", "compute_type")} for e in phase["model_loaded"]]
-        print(f"\n--device {device}: {loaded}")
+        print(f"\nphase {spec}: {loaded}")
         print(f"  WER {errors.figures()}")
         for key in ("final_latency_s", "partial_gap_s", "first_partial_s"):
             print(f"  {key} {phase[key]}")
@@ -199,7 +238,9 @@ def report(results: Path, audio_dir: Path) -> None:
         )
         for step in phase["capacity_steps"]:
             print(f"  capacity N={step['n']}: {'pass' if step['passed'] else 'FAIL'} final {step['final_latency_s']}, "
-                  f"partial gap {step['partial_gap_s']}, slip {step['max_send_slip_s']}")  # fmt: skip
+                  f"partial gap {step['partial_gap_s']}, slip {step['max_send_slip_s']}, "
+                  f"CPU per audio second {step['cpu_per_audio_s']}")  # fmt: skip
+        print(f"  thread CPU seconds {phase['thread_cpu_s']}")
         print(f"  metrics {phase['metrics']}")
         print(f"  log problems {phase['log_problems']}")
 
@@ -215,7 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("out", type=Path)
     r.add_argument("--model", default="tiny.en-embedded", help="the server's --model: a name or a CTranslate2 folder")
     r.add_argument("--cublas-from-13", action="store_true")
-    r.add_argument("--steps", type=int, nargs="*", default=CAPACITY_STEPS, help="capacity steps on --device auto")
+    r.add_argument("--steps", type=int, nargs="*", default=CAPACITY_STEPS, help="capacity steps (not on cpu)")
+    r.add_argument(
+        "--phase",
+        action="append",
+        dest="phases",
+        help="a server to run, DEVICE[:NAME=VALUE,...] (environment for it); repeatable (default: auto, then cpu)",
+    )
+    r.add_argument("--limit", type=int, default=0, help="stream only the first N packed recordings (0: all)")
     s = sub.add_parser("report")
     s.add_argument("results", type=Path)
     s.add_argument("audio", type=Path)
@@ -223,7 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.step == "pack":
         pack(args.out, args.limit)
     elif args.step == "run":
-        run(args.model, args.audio, args.out, args.cublas_from_13, args.steps)
+        run(
+            args.model,
+            args.audio,
+            args.out,
+            args.cublas_from_13,
+            args.phases or ["auto", "cpu"],
+            args.steps,
+            args.limit,
+        )
     else:
         report(args.results, args.audio)
     return 0

@@ -77,14 +77,15 @@ def test_gpu_check_runs_its_three_steps_here(tmp_path: Path) -> None:
         assert reply.returncode == 0, reply.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["recordings"] == 2 and result["cuda_devices"] == 0
-    for device in ("auto", "cpu"):
-        phase = result[device]
+    assert list(result["phases"]) == ["auto", "cpu"]
+    for device, phase in result["phases"].items():
         assert [e["device"] for e in phase["model_loaded"]] == ["cpu"]
         assert not phase["errors"] and len(phase["texts"]) == 2 and all(phase["texts"].values())
         assert phase["log_problems"] == []
+        assert phase["thread_cpu_s"]["main"] > 0 and sum(phase["thread_cpu_s"]["others"]) > 0
         assert (out.parent / "logs" / f"{device}.log").is_file()
-    assert [step["n"] for step in result["auto"]["capacity_steps"]] == [1]
-    assert result["cpu"]["capacity_steps"] == []
+    assert [step["n"] for step in result["phases"]["auto"]["capacity_steps"]] == [1]
+    assert result["phases"]["cpu"]["capacity_steps"] == []
     reply = subprocess.run([*script, "report", str(out), str(audio)], capture_output=True, text=True, cwd=ROOT)
     assert reply.returncode == 0, reply.stderr[-3000:]
     assert reply.stdout.count("WER {'wer': ") == 2
