@@ -4,6 +4,7 @@ hostile callers."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
 import sys
@@ -39,6 +40,13 @@ def test_a_grpc_port_in_use_is_one_line_and_exit_2(live_server: ServerProcess) -
         f"hws-server: cannot listen for gRPC on 127.0.0.1:{live_server.port}: the port is in use, "
         "or the address is not this host's"
     )
+
+
+def test_numpys_blas_runs_on_the_calling_thread_alone(live_server: ServerProcess) -> None:
+    """Decodes run one per core (one batch at a time on a GPU): BLAS threads of its own would only spin."""
+    (starting,) = [json.loads(line) for line in live_server.log().splitlines() if '"event": "starting"' in line]
+    assert starting["blas_threads"], "numpy's BLAS was not found in the server process"
+    assert set(starting["blas_threads"].values()) == {1}
 
 
 def test_a_metrics_port_in_use_is_one_line_and_exit_2() -> None:

@@ -21,6 +21,7 @@ from importlib import metadata
 import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from hws import emf, logs, metrics
 from hws.auth import ApiKeyInterceptor, api_keys
@@ -224,8 +225,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"hws-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logs.configure(settings.log_format, settings.log_level)
+    # numpy's BLAS (OpenBLAS in its wheels) starts a thread per core, which busy-wait between the small
+    # matrix products of each decode's features: decodes already run one per core on a CPU and one
+    # batch at a time on a GPU, so those threads only burn CPU (README, Benchmarks).
+    threadpool_limits(limits=1, user_api="blas")
+    blas = {lib["internal_api"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     log.info(
         "starting",
+        blas_threads=blas,
         authentication=keys is not None,
         tls=credentials is not None,
         **{k: v for k, v in vars(settings).items() if k not in ("host",)},
