@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, ServerProcess
 
 
 def test_bench_quick_writes_sane_json(tmp_path: Path) -> None:
@@ -89,3 +89,15 @@ def test_gpu_check_runs_its_three_steps_here(tmp_path: Path) -> None:
     reply = subprocess.run([*script, "report", str(out), str(audio)], capture_output=True, text=True, cwd=ROOT)
     assert reply.returncode == 0, reply.stderr[-3000:]
     assert reply.stdout.count("WER {'wer': ") == 2
+
+
+def test_finals_check_gives_the_same_finals_twice(server: ServerProcess, tmp_path: Path) -> None:
+    """scripts/finals_check.py on the 3 shortest recordings: a deterministic server repeats itself word for word."""
+    runs = []
+    for name in ("a.json", "b.json"):
+        command = [sys.executable, str(ROOT / "scripts" / "finals_check.py"), server.address, str(tmp_path / name)]
+        reply = subprocess.run([*command, "--recordings", "3"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert reply.returncode == 0, reply.stderr[-3000:]
+        assert "'reference_words': " in reply.stdout
+        runs.append(json.loads((tmp_path / name).read_text()))
+    assert runs[0] and all(runs[0]) and runs[0] == runs[1]
