@@ -293,9 +293,10 @@ class Display:
         room = _columns(self.out) - 1 - len(self.PREFIX)  # the last column left free: no pending wrap
         cut = _tail(text, max(1, room))
         shown, split = text[cut:], max(0, len(plain) - cut)
+        # Marked before it is written: a Ctrl-C handled just after the write must still clear it.
+        self._shown = True
         self.out.write(f"\r\x1b[2K{self.PREFIX}{shown[:split]}\x1b[2m{shown[split:]}\x1b[0m")
         self.out.flush()
-        self._shown = True
 
     def notice(self, text: str) -> None:
         self.clear()
