@@ -36,7 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -545,15 +545,21 @@ def offline_real_worker(limit: int) -> None:
 
 
 def playlist(clips: Sequence[str], client: int, seconds: float) -> tuple[bytes, list[str]]:
-    """A client's audio: clips rotated by client index, with gaps, until at least `seconds` long."""
-    pcms = {name: clip_pcm16(name) for name in clips}
-    audio, names, i = b"", [], client
+    """A client's audio: eval clips rotated by client index, with gaps, until at least `seconds` long."""
+    return rotation({name: clip_pcm16(name) for name in clips}, client, seconds)
+
+
+def rotation(pcms: Mapping[str, bytes], client: int, seconds: float) -> tuple[bytes, list[str]]:
+    """LINEAR16 recordings (by name, in order) rotated by client index, with gaps, until at least `seconds`
+    long, then the tail silence; and the names played."""
+    names = list(pcms)
+    audio, played, i = b"", [], client
     while len(audio) / 2 / RATE < seconds:
-        name = clips[i % len(clips)]
+        name = names[i % len(names)]
         audio += pcms[name] + silence(GAP_SILENCE_S)
-        names.append(name)
+        played.append(name)
         i += 1
-    return audio + silence(TAIL_SILENCE_S - GAP_SILENCE_S), names
+    return audio + silence(TAIL_SILENCE_S - GAP_SILENCE_S), played
 
 
 def capacity_phase(

@@ -12,36 +12,27 @@ Run: .venv/bin/python scripts/finals_check.py ADDRESS OUT.json [--speed 8] [--re
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import corpus_errors, join_recordings, real_manifest, to_pcm16  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    chunked,
+    corpus_errors,
+    finals,
+    join_recordings,
+    real_manifest,
+    requests,
+    stream,
+    streaming_config,
+    to_pcm16,
+)
 
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz LINEAR16
-
-
-async def stream_finals(address: str, pcm: bytes, speed: float) -> list[str]:
-    import grpc
-
-    from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-    from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-
-    async def requests() -> AsyncIterator[pb.StreamingTranscribeRequest]:
-        recognition = pb.RecognitionConfig(encoding=pb.LINEAR16, sample_rate_hz=16_000, word_timestamps=True)
-        yield pb.StreamingTranscribeRequest(config=pb.StreamingConfig(recognition=recognition))
-        for i in range(0, len(pcm), CHUNK_BYTES):
-            yield pb.StreamingTranscribeRequest(audio=pcm[i : i + CHUNK_BYTES])
-            await asyncio.sleep(0.1 / speed)
-
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = pb_grpc.TranscriberStub(channel).StreamingTranscribe(requests(), timeout=3600)
-        return [r.result.text async for r in call if r.HasField("result") and r.result.is_final]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,9 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     joined = join_recordings([row["file"] for row in real_manifest(args.recordings)], 1.5)
     pcm = to_pcm16(joined.audio) + bytes(2 * 2 * 16_000)  # 2 s of silence ends the last utterance
-    finals = asyncio.run(stream_finals(args.address, pcm, args.speed))
-    print(corpus_errors([(joined.reference, " ".join(finals))]).figures())
-    args.out.write_text(json.dumps(finals, indent=0))
+    paced = requests(streaming_config(word_timestamps=True), chunked(pcm, CHUNK_BYTES), 0.1 / args.speed)
+    texts = [result.text for result in finals(stream(args.address, paced, timeout=3600))]
+    print(corpus_errors([(joined.reference, " ".join(texts))]).figures())
+    args.out.write_text(json.dumps(texts, indent=0))
     return 0
 
 

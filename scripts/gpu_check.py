@@ -43,6 +43,7 @@ import scripts.bench  # noqa: E402
 from scripts.bench import (  # noqa: E402
     TAIL_SILENCE_S,
     StreamRecord,
+    rotation,
     run_stream,
     silence,
     stream_figures,
@@ -110,18 +111,6 @@ async def stream_all(address: str, audios: Sequence[bytes], concurrency: int) ->
     return list(await asyncio.gather(*(one(audio, k) for k, audio in enumerate(audios))))
 
 
-def playlists(audios: Sequence[bytes], n: int) -> list[bytes]:
-    """N clients' audio: recordings rotated by client index, 1 s apart, each at least CAPACITY_SECONDS."""
-    out = []
-    for client in range(n):
-        audio, i = b"", client
-        while len(audio) / 2 / RATE < CAPACITY_SECONDS:
-            audio += audios[i % len(audios)] + silence(1.0)
-            i += 1
-        out.append(audio + silence(TAIL_SILENCE_S))
-    return out
-
-
 def thread_cpu_seconds(pid: int) -> dict[str, Any]:
     """CPU seconds of a live process's main thread (the event loop) and of each other thread, most first.
 
@@ -164,7 +153,7 @@ def device_phase(
         print(f"[{label}] accuracy phase: {out['wall_s']} s, errors {out['errors']}", file=sys.stderr)
         results = []
         for n in steps:
-            lists = playlists(list(audios.values()), n)
+            lists = [rotation(audios, client, CAPACITY_SECONDS)[0] for client in range(n)]
             cpu_before = server.cpu_seconds()
             records = asyncio.run(stream_all(server.address, lists, n))
             cpu = (server.cpu_seconds() - cpu_before) / (sum(map(len, lists)) / 2 / RATE)
