@@ -131,8 +131,7 @@ class ServingState:
 
     @contextlib.contextmanager
     def stream_slot(self) -> Iterator[None]:
-        """Admit one stream or raise StreamRefused; counts it while open."""
-        self.check_ready()
+        """Admit one stream the caller found ready (`check_ready`), or raise StreamRefused; counts it while open."""
         if self.active >= self.max_streams:
             raise StreamRefused(
                 FailureCode.OVERLOADED,
