@@ -231,7 +231,7 @@ class StreamRecord:
             if p["stable_text"]:
                 stable[p["utterance_id"]] = p["stable_text"]
         keys = [(f, stable[f["utterance_id"]]) for f in self.finals if f["utterance_id"] in stable]
-        from hws.stabilizer import revises  # the server's own rule (standard library only)
+        from hws.stream.stabilizer import revises  # the server's own rule (standard library only)
 
         revised = [f for f, said in keys if revises(f["text"], said)]
         return len(revised), len(keys)

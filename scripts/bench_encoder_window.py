@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hws.config import EMBEDDED_MODEL  # noqa: E402
+from hws.server.settings import EMBEDDED_MODEL  # noqa: E402
 from scripts.bench import RESULTS_DIR, own_cpu_seconds, rounded_wer  # noqa: E402
 from tests.helpers import clip_audio, manifest, offline_model  # noqa: E402
 
@@ -55,10 +55,11 @@ class _Counting:
 
 
 def worker(padding_s: float, model: str) -> None:
-    from hws.config import Settings
-    from hws.engine import DecodeOptions, Engine, JobKind
-    from hws.vad import Segmenter, SpeechEnd, VadParams
-    from hws.whisper_backend import WhisperBackend
+    from hws.asr.scheduler import Engine, SchedulerSettings
+    from hws.asr.types import DecodeOptions, JobKind
+    from hws.asr.whisper.backend import WhisperBackend, WhisperSettings
+    from hws.server.settings import Settings
+    from hws.stream.vad import Segmenter, SpeechEnd, VadParams
 
     refs = manifest()
     utterances: dict[str, list[Any]] = {}
@@ -70,8 +71,9 @@ def worker(padding_s: float, model: str) -> None:
         events = segmenter.feed(audio) + segmenter.finish()
         utterances[name] = [e.audio for e in events if isinstance(e, SpeechEnd)]
     settings = Settings(model=model, encoder_padding_s=padding_s, log_format="json", log_level="warning")
-    backend = WhisperBackend(settings.validate())
-    engine = Engine(backend.settings, backend)
+    settings = settings.validate()
+    backend = WhisperBackend(settings.pick(WhisperSettings))
+    engine = Engine(settings.pick(SchedulerSettings), backend)
     engine.load()
     counting = _Counting(backend._model.model)
     backend._model.model = counting
@@ -112,8 +114,8 @@ def batch_worker() -> None:
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.transcribe import get_ctranslate2_storage
 
-    from hws.config import Settings
-    from hws.windowed_model import WINDOW_FRAMES, encoder_frames
+    from hws.asr.whisper.windowed import WINDOW_FRAMES, encoder_frames
+    from hws.server.settings import Settings
 
     model = offline_model(windowed=True)
     features = model.feature_extractor(clip_audio("jfk.flac"))[:, :-1]

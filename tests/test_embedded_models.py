@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from hws import embedded_models
-from hws.embedded_models import BASE, EmbeddedModelError, ensure_joined, mismatch
+from hws.asr.whisper import embedded as embedded_models
+from hws.asr.whisper.embedded import BASE, EmbeddedModelError, ensure_joined, mismatch
 from tests.helpers import ROOT
 
 
@@ -79,7 +79,7 @@ RACER = """
 import json, sys
 from pathlib import Path
 from structlog.testing import capture_logs
-from hws.embedded_models import BASE, ensure_joined
+from hws.asr.whisper.embedded import BASE, ensure_joined
 with capture_logs() as logs:
     folder = ensure_joined(BASE, Path(sys.argv[1]))
 print(json.dumps({"folder": str(folder), "events": [entry["event"] for entry in logs]}))

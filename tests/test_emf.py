@@ -1,4 +1,4 @@
-"""app/hws/emf.py's quantile estimate from histogram bucket deltas, against hand-worked cases."""
+"""app/hws/server/emf.py's quantile estimate from histogram bucket deltas, against hand-worked cases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hws.emf import quantile
+from hws.server.emf import quantile
 
 BOUNDS = (0.5, 1.0, 2.0, math.inf)
 

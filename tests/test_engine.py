@@ -1,4 +1,4 @@
-"""The scheduler's promises (app/hws/engine.py), on real worker threads with a fake backend: no model, fast."""
+"""The scheduler's promises (app/hws/asr/scheduler.py), on real worker threads with a fake backend: no model, fast."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hws.config import Settings
-from hws.engine import DecodeOptions, DecodeTimeout, Engine, JobKind
+from hws.asr.scheduler import Engine, SchedulerSettings
+from hws.asr.types import DecodeOptions, DecodeTimeout, JobKind
+from hws.server.settings import Settings
 from tests.helpers import FakeBackend
 
 SECOND = np.zeros(16_000, np.float32)
@@ -25,7 +26,7 @@ def make_engine() -> Iterator[Callable[..., tuple[Engine, FakeBackend]]]:
 
     def make(workers: int = 1, max_batch_size: int = 1, **settings: Any) -> tuple[Engine, FakeBackend]:
         backend = FakeBackend(workers, max_batch_size)
-        engine = Engine(Settings(**settings), backend)
+        engine = Engine(Settings(**settings).pick(SchedulerSettings), backend)
         engine.load()
         engines.append(engine)
         return engine, backend

@@ -21,7 +21,7 @@ import pytest
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 from prometheus_client.parser import text_string_to_metric_families
 
-from hws.embedded_models import BASE, ensure_joined
+from hws.asr.whisper.embedded import BASE, ensure_joined
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from tests.helpers import RATE, ServerProcess, chunked, finals, requests, stream, streaming_config, to_pcm16
 

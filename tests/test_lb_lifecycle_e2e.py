@@ -143,7 +143,7 @@ class Client:
 
     def _run(self) -> None:
         chunks = chunked(self.pcm, 3200)
-        source = client.AudioSource(client._paced(chunks, (0.1 for _ in chunks)), 16_000)
+        source = client.AudioSource(client.sources._paced(chunks, (0.1 for _ in chunks)), 16_000)
         try:
             for response in client.stream_resumable(
                 lambda connection: client.make_channel(self.address),
@@ -232,7 +232,7 @@ def test_a_deploy_with_the_stream_age_limit_cuts_no_stream(log_dir: Path) -> Non
     assert '"event": "stream_started"' in first.log(), "no stream was on the server that was taken out"
     aged = [e["reason"] for e in failures(servers) if e["code"] == "MAX_AGE"]
     # Every reconnect was a stream ended at its age (through HAProxy 2.6 the client may see that status as
-    # CANCELLED, see app/hws/client.py), and every stream lived long enough to be ended at least once.
+    # CANCELLED, see app/hws/client/api.py), and every stream lived long enough to be ended at least once.
     assert len(aged) == sum(len(each.retries) for each in clients), (aged, [each.retries for each in clients])
     for each in clients:
         assert each.retries, "a stream three times the age limit was never ended by it"

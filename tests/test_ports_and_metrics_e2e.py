@@ -19,7 +19,7 @@ from google.protobuf import descriptor_pool
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from hws import reflection
+from hws.server import reflection
 from tests.helpers import ROOT, ServerProcess, free_port
 
 SLOW_CONNECTIONS = 150  # past the endpoint's cap of 64 open requests

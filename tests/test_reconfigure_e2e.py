@@ -216,7 +216,7 @@ def test_a_resumed_stream_keeps_the_latest_settings(log_dir: Path, plain: list[p
     def source() -> Iterator[client.Chunk]:
         # Three times real time: the stream is 1.5 s old (4.5 s of audio) inside the first utterance, which
         # ends at 5.6 s; from the second on, the 3 s endpoint leaves no pause to end it at before the end.
-        for index, chunk in enumerate(client._paced(chunked(pcm(), CHUNK), itertools.repeat(0.1 / 3))):
+        for index, chunk in enumerate(client.sources._paced(chunked(pcm(), CHUNK), itertools.repeat(0.1 / 3))):
             yield chunk
             if index + 1 == IN_FIRST:
                 yield update

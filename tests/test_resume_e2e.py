@@ -30,7 +30,7 @@ CLIP = "synth_dialogue_clean.wav"  # six utterances: 0-5.4, 6.4-12.8, 13.7-22.2,
 
 def paced(pcm: bytes, speed: float) -> client.AudioSource:
     chunks = chunked(pcm, 3200)
-    return client.AudioSource(client._paced(chunks, (0.1 / speed for _ in chunks)), 16_000)
+    return client.AudioSource(client.sources._paced(chunks, (0.1 / speed for _ in chunks)), 16_000)
 
 
 @pytest.mark.parametrize("interruption", [signal.SIGKILL, signal.SIGTERM], ids=["server-killed", "server-drained"])
@@ -134,7 +134,7 @@ def test_cli_resumes_on_a_second_server(server: ServerProcess, log_dir: Path) ->
 
     first = ServerProcess().start(log_dir)
     try:
-        command = [sys.executable, "-m", "hws.cli", str(EVAL_DIR / "jfk.flac"), "--addr", first.address]
+        command = [sys.executable, "-m", "hws.client.cli", str(EVAL_DIR / "jfk.flac"), "--addr", first.address]
         command += ["--addr", server.address, "--no-interim"]
         cli = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(3.0)  # real-time pace: mid first utterance

@@ -57,7 +57,7 @@ def test_a_setting_every_load_would_fail_on_stops_the_server_at_once(args: list[
 
 
 def test_help_is_plain_text() -> None:
-    for command in ("hws.server", "hws.cli"):
+    for command in ("hws.server", "hws.client.cli"):
         reply = subprocess.run([sys.executable, "-m", command, "--help"], capture_output=True, text=True, cwd=ROOT)
         assert reply.returncode == 0
         assert "`" not in reply.stdout and "default )" not in reply.stdout, reply.stdout

@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from hws.stabilizer import word_key
+from hws.stream.stabilizer import word_key
 from tests.helpers import (
     CLIP_OFFLINE_OPTIONS,
     EVAL_DIR,

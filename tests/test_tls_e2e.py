@@ -117,7 +117,7 @@ def test_unverified_server_is_refused(tls_server: TlsServerProcess, pki: Pki, ro
 
 
 def test_cli_over_tls(tls_server: TlsServerProcess, pki: Pki) -> None:
-    command = [sys.executable, "-m", "hws.cli", str(EVAL_DIR / CLIP), "--addr", tls_server.address]
+    command = [sys.executable, "-m", "hws.client.cli", str(EVAL_DIR / CLIP), "--addr", tls_server.address]
     command += ["--ca-cert", str(pki.ca), "--fast", "--timeout", "120"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr

@@ -13,13 +13,13 @@ import pytest
 from faster_whisper.transcribe import Segment
 from faster_whisper.transcribe import Word as FwWord
 
+from hws.asr.quality import Flag, repeated_run, without_loop
+from hws.asr.types import DecodeResult
+from hws.asr.whisper.backend import _result
 from hws.audio import AudioDecoder, AudioFormatError, Encoding, RecentAudio
-from hws.config import ConfigError, Settings, env_name, load_settings
-from hws.engine import DecodeResult
-from hws.quality import Flag, repeated_run, without_loop
-from hws.stabilizer import LocalAgreement
-from hws.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
-from hws.whisper_backend import _result
+from hws.server.settings import ConfigError, Settings, env_name, load_settings
+from hws.stream.stabilizer import LocalAgreement
+from hws.stream.vad import EndReason, Segmenter, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
 from tests import g711
 from tests.helpers import FakeBackend, clip_audio, clip_pcm16
 
@@ -185,7 +185,7 @@ def test_a_shorter_forced_cut_set_in_an_utterance_cuts_every_later_piece_to_it()
 
 
 def test_a_resumed_stream_starts_with_the_settings_in_force_and_sends_later_updates_again() -> None:
-    from hws.client import _SentAudio
+    from hws.client.resume import _SentAudio
     from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
     applied, refused = pb.ConfigUpdate.APPLIED, pb.ConfigUpdate.REFUSED
@@ -439,7 +439,7 @@ def test_recent_audio_holds_the_last_seconds_by_stream_position() -> None:
 
 
 def test_the_compat_arrival_clock_forgets_what_no_result_can_ask_for() -> None:
-    from hws.compat import SAMPLE_RATE, ArrivalClock
+    from hws.server.compat import SAMPLE_RATE, ArrivalClock
 
     clock = ArrivalClock()
     for second in range(100_000):
@@ -462,8 +462,8 @@ def test_the_compat_arrival_clock_forgets_what_no_result_can_ask_for() -> None:
 def test_a_results_latency_splits_into_parts_that_follow_one_another(
     endpoint_at: float, done_at: float, seconds: float, endpoint: float, queue: float, decode: float
 ) -> None:
-    from hws.engine import DecodeTiming
-    from hws.session import result_timing
+    from hws.asr.types import DecodeTiming
+    from hws.stream.session import result_timing
 
     timing = result_timing(10.0, endpoint_at, DecodeTiming(0.0, seconds, 8.0, done_at), sent_at=12.0)
     parts = (timing.endpoint_wait_s, timing.queue_wait_s, timing.decode_s)
@@ -473,7 +473,7 @@ def test_a_results_latency_splits_into_parts_that_follow_one_another(
 
 
 def test_arrival_times_are_looked_up_by_stream_position_and_forgotten_behind_the_final_position() -> None:
-    from hws.session import ARRIVAL_STEP, Arrivals
+    from hws.stream.session import ARRIVAL_STEP, Arrivals
 
     arrivals = Arrivals()
     for n in range(1, 11):
@@ -490,9 +490,10 @@ def test_arrival_times_are_looked_up_by_stream_position_and_forgotten_behind_the
 
 
 def test_the_stream_that_used_the_least_decode_time_is_served_first() -> None:
-    from hws.engine import DecodeOptions, Engine, JobKind, ModelInfo
+    from hws.asr.scheduler import Engine, SchedulerSettings
+    from hws.asr.types import DecodeOptions, JobKind, ModelInfo
 
-    engine = Engine(Settings(), FakeBackend())
+    engine = Engine(Settings().pick(SchedulerSettings), FakeBackend())
     engine.info = ModelInfo("queues only", "", "cpu", "int8", False)  # not loaded, so no workers: _next_batch by hand
     audio, options = np.zeros(16_000, np.float32), DecodeOptions()
 
@@ -602,9 +603,10 @@ def test_a_stream_that_cannot_connect_backs_off_on_the_schedule_until_its_attemp
 
 
 def test_a_backlogged_stream_leaves_a_worker_for_each_stream_that_keeps_up() -> None:
-    from hws.engine import DecodeOptions, Engine, JobKind, ModelInfo
+    from hws.asr.scheduler import Engine, SchedulerSettings
+    from hws.asr.types import DecodeOptions, JobKind, ModelInfo
 
-    engine = Engine(Settings(), FakeBackend())
+    engine = Engine(Settings().pick(SchedulerSettings), FakeBackend())
     engine.info = ModelInfo("queues only", "", "cpu", "int8", False)  # not loaded, so no workers: the queues by hand
     engine.workers = 2
     audio, options = np.zeros(16_000, np.float32), DecodeOptions()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from faster_whisper.audio import pad_or_trim
 
-from hws.windowed_model import WINDOW_FRAMES, WindowedWhisperModel, content_frames, encoder_frames
+from hws.asr.whisper.windowed import WINDOW_FRAMES, WindowedWhisperModel, content_frames, encoder_frames
 from tests.helpers import clip_audio, offline_model
 
 
@@ -59,7 +59,7 @@ def test_only_a_loop_makes_a_decode_fall_back_to_sampling(
     # decode, a missed compression ratio (a loop) still tries the sampling temperatures.
     from faster_whisper.tokenizer import Tokenizer
 
-    from hws.whisper_backend import _base_options
+    from hws.asr.whisper.backend import _base_options
 
     model.window.padding_s = 30.0
     features = model.feature_extractor(clip_audio("jfk.flac"))[:, :-1]

@@ -9,8 +9,6 @@ from __future__ import annotations
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
 
-from hws.quality import Flag
-
 # No `_created` twin per counter and histogram: no board or alert reads them, and they doubled the exposition.
 prometheus_client.disable_created_metrics()
 
@@ -93,8 +91,6 @@ SPECULATIVE_FINALS = Counter(
 # Every known series from the start, at zero, so that rates and alerts see them before the first event.
 for _revised in ("true", "false"):
     STABLE_TEXT_FINALS.labels(revised=_revised)
-for _flag in Flag:
-    FINAL_FLAGS.labels(flag=_flag.value)
 for _outcome in ("used", "wasted"):
     SPECULATIVE_FINALS.labels(outcome=_outcome)
 for _kind in ("partial", "final"):

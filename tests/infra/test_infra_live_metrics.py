@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 import pytest
 
-from hws import emf
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+from hws.server import emf
 from tests.helpers import ROOT, ServerProcess, free_port, stream, stream_clip, streaming_config
 from tests.infra.conftest import missing_tool
 from tests.infra.promql import Prometheus, with_bool

@@ -1,6 +1,6 @@
 """gRPC server reflection (grpc.reflection.v1alpha, what grpcurl `list` and `describe` use), bounded.
 
-Reflection needs an API key where keys are set (app/hws/auth.py), but is open to anyone where none
+Reflection needs an API key where keys are set (app/hws/server/auth.py), but is open to anyone where none
 are, so what one caller can make it hold must be small:
 
 - a request (one message on a `ServerReflectionInfo` stream) over MAX_REQUEST_BYTES, counted as
@@ -8,9 +8,9 @@ are, so what one caller can make it hold must be small:
   with INVALID_ARGUMENT; the message gives the size and the limit, never the client's string (no
   real symbol or file name comes near it; every answer would carry the request back whole);
 - a message protobuf cannot parse ends the call with INVALID_ARGUMENT, as on every other method
-  (app/hws/parsing.py);
+  (app/hws/server/parsing.py);
 - at most MAX_CALLS_PER_CONNECTION open `ServerReflectionInfo` calls per connection and MAX_CALLS
-  per server; more are RESOURCE_EXHAUSTED (app/hws/open_calls.py). Behind a load balancer that pools
+  per server; more are RESOURCE_EXHAUSTED (app/hws/server/open_calls.py). Behind a load balancer that pools
   its connections to the server, a connection is the balancer's.
 
 A call may send any number of requests: each is answered from the descriptors already in memory,
@@ -28,8 +28,8 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from hws import parsing
-from hws.open_calls import OpenCalls
+from hws.server import parsing
+from hws.server.open_calls import OpenCalls
 
 MAX_REQUEST_BYTES = 1024
 MAX_CALLS = 100

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import structlog
 
-from hws.config import EMBEDDED_BASE_MODEL, EMBEDDED_MODEL
+EMBEDDED_MODEL = "tiny.en-embedded"
+EMBEDDED_BASE_MODEL = "base-embedded"  # multilingual; the optional extra `base`
 
 log = structlog.get_logger("hws.embedded_models")
 

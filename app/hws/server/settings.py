@@ -14,13 +14,13 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from hws.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
+from hws.asr.whisper.embedded import EMBEDDED_BASE_MODEL, EMBEDDED_MODEL
+from hws.stream.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
 
-EMBEDDED_MODEL = "tiny.en-embedded"
-EMBEDDED_BASE_MODEL = "base-embedded"  # multilingual; the optional extra `base` (app/hws/embedded_models.py)
 _VAD_DEFAULTS = VadParams()
+_Part = TypeVar("_Part")
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = (
     "auto",
@@ -95,10 +95,14 @@ class Settings:
     tls_key: str = ""
     log_format: str = "auto"
     log_level: str = "info"
-    # Load as CloudWatch Embedded Metric Format lines on stdout (app/hws/emf.py); 0: off
+    # Load as CloudWatch Embedded Metric Format lines on stdout (app/hws/server/emf.py); 0: off
     emf_interval_s: float = 0.0
     emf_namespace: str = "HWS"
     emf_service: str = "hws"
+
+    def pick(self, part: type[_Part]) -> _Part:
+        """The settings one part reads, as that part's own dataclass (its fields are named as here)."""
+        return part(**{field.name: getattr(self, field.name) for field in dataclasses.fields(part)})  # type: ignore[arg-type]
 
     def validate(self) -> Settings:
         _check(1 <= self.port <= 65535, "port", "must be 1-65535")

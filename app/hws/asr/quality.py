@@ -13,7 +13,8 @@ import enum
 from collections.abc import Sequence
 from typing import Protocol
 
-from hws.stabilizer import word_key
+from hws import metrics
+from hws.text import word_key
 
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
@@ -40,6 +41,11 @@ class Flag(enum.Enum):
     REPETITION = "REPETITION"
     TEMPERATURE_FALLBACK = "TEMPERATURE_FALLBACK"
     STABLE_TEXT_REVISED = "STABLE_TEXT_REVISED"
+
+
+# Every flag's series from the start, at zero, so that rates and alerts see them before the first event.
+for _flag in Flag:
+    metrics.FINAL_FLAGS.labels(flag=_flag.value)
 
 
 def repeated_run(words: Sequence[str], min_words: int = REPEAT_MIN_WORDS) -> tuple[int, int] | None:

@@ -1,8 +1,9 @@
 """The decode scheduler: the worker threads that run a recognizer Backend, and their queue.
 
-Knows nothing of gRPC, nor of Whisper: the backend (app/hws/whisper_backend.py on faster-whisper, a fake
-in the unit tests) loads the model, encodes and decodes. Streams submit decode jobs and get
-concurrent futures back. Scheduling rules:
+Knows nothing of gRPC, nor of Whisper: the backend (hws.asr.whisper.backend on faster-whisper, a fake
+in the unit tests) loads the model, encodes and decodes DecodeRequests (hws.asr.types). Streams
+submit requests and get concurrent futures back; the queue's Job, future included, is the
+scheduler's own. Scheduling rules:
 - `workers` jobs run at once (one per core on a CPU, each on its own
   single-threaded CTranslate2 replica; one on a GPU, which batches instead);
 - finals are never dropped; the final of the stream that used the least decode
@@ -33,162 +34,63 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import enum
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, final
+from typing import Any
 
 import numpy as np
 import structlog
 
-from hws import metrics, quality
+from hws import metrics
+from hws.asr.types import (
+    Backend,
+    Context,
+    DecodeOptions,
+    DecodeRequest,
+    DecodeResult,
+    DecodeTimeout,
+    DecodeTiming,
+    EngineNotReady,
+    JobKind,
+    ModelInfo,
+)
 from hws.audio import TARGET_RATE
-from hws.config import Settings
 
-log = structlog.get_logger("hws.engine")
-
-
-class JobKind(enum.Enum):
-    FINAL = "final"
-    PARTIAL = "partial"
+log = structlog.get_logger("hws.asr.scheduler")
 
 
 @dataclasses.dataclass(frozen=True)
-class DecodeOptions:
-    language: str | None = None  # None: the model's only language, or detected (see WhisperBackend._language)
-    prompt: str | None = None
-    word_timestamps: bool = False
+class SchedulerSettings:
+    """What the scheduler reads of the server's settings: fields of the same names (Settings.pick)."""
 
-
-@dataclasses.dataclass(frozen=True)
-class Word:
-    word: str
-    start: float  # seconds from the start of the decoded audio
-    end: float
-    probability: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Quality:
-    """Whisper's own signals for one decode (see app/hws/quality.py and the proto's ResultQuality)."""
-
-    no_speech_prob: float = 0.0
-    avg_logprob: float = 0.0
-    compression_ratio: float = 0.0
-    temperature: float = 0.0
-    flags: tuple[quality.Flag, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class DecodeTiming:
-    """What one decode cost, as the worker measured it (the proto's ResultTiming is built from it)."""
-
-    queued_s: float  # from the job's submission to its batch's start
-    seconds: float  # model time: the job's share of its batch's encoder pass plus its own decode (hws_decode_seconds)
-    audio_s: float  # audio the decode read (hws_decoded_audio_seconds_total)
-    done_at: float  # time.monotonic() when the decode ended
-
-
-@dataclasses.dataclass(frozen=True)
-class DecodeResult:
-    text: str
-    words: list[Word]
-    confidence: float
-    language: str
-    language_probability: float
-    quality: Quality = dataclasses.field(default_factory=Quality)
-    timing: DecodeTiming | None = None  # set by the worker that ran the decode
-    misreads_context: bool = False  # heard with context, but not as context (see _misreads_context)
-
-
-@final  # so that a Context is always true to mypy: `job.context and (...)` (whisper_backend) is a tuple or None
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """Audio before the utterance that a final hears but does not transcribe (sample counts)."""
-
-    utterance_start: int  # where the utterance begins in the job's audio
-    previous_speech_end: int  # where the previous utterance's last voiced frame ends in it
+    encoder_padding_s: float
+    partial_encoder_padding_s: float
+    batch_wait_ms: int
+    partial_max_age_s: float
+    decode_timeout_s: float
 
 
 @dataclasses.dataclass
 class Job:
-    stream_id: str
-    kind: JobKind
-    audio: np.ndarray
-    options: DecodeOptions
+    """A request in the queue: the scheduler's own, never seen by the backend."""
+
+    request: DecodeRequest
     future: concurrent.futures.Future[DecodeResult | None]
-    padding_s: float  # the encoder window's margin of silence after the audio
-    context: Context | None = None
-    silence_after: int = 0  # samples at the end of `audio` that the VAD heard as silence
     enqueued: float = dataclasses.field(default_factory=time.monotonic)
 
+    @property
+    def stream_id(self) -> str:
+        return self.request.stream_id
 
-@dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    path: str
-    device: str
-    compute_type: str
-    multilingual: bool
-    languages: tuple[str, ...] = ("en",)  # the codes the model can produce (model_languages)
+    @property
+    def kind(self) -> JobKind:
+        return self.request.kind
 
-
-class EngineNotReady(RuntimeError):
-    pass
-
-
-class DecodeTimeout(RuntimeError):
-    """The watchdog gave up on a decode that ran past decode_timeout_s."""
-
-
-class InjectedFault(RuntimeError):
-    """Raised by the fault-injection testing aid, never otherwise."""
-
-
-FAULT_MARKER = "HWS-FAULT"
 
 USAGE_DECAY_S = 30.0  # how long a stream's decode time counts against it when jobs are ordered
 PARTIAL_HANDICAP_S = 5.0  # decode seconds a partial's stream must have used less than a final's to go first
-
-
-class Backend(Protocol):
-    """What the scheduler needs of a recognizer: app/hws/whisper_backend.py's WhisperBackend, or a test's fake.
-
-    Features and encoder outputs are the backend's own; the scheduler only groups jobs by their window.
-    The scheduler's workers call features, window, encode and decode from several threads at once.
-    """
-
-    workers: int  # decodes that may run at once; settled by load
-    max_batch_size: int  # jobs one worker takes at once; settled by load
-    language_codes: frozenset[
-        str
-    ]  # every language code the recognizer has (a model may know fewer: ModelInfo.languages)
-
-    def load(self) -> ModelInfo:
-        """Load the model (blocking) and settle the device, workers and max_batch_size."""
-        ...
-
-    def prompt(self, initial_prompt: str, hotwords: Sequence[str]) -> str | None:
-        """The text that conditions a stream's every decode, from its prompt and hot words."""
-        ...
-
-    def features(self, audio: np.ndarray) -> Any:
-        """What the encoder and decoder read of `audio`."""
-        ...
-
-    def window(self, features: Any, padding_s: float) -> int:
-        """The encoder frames for `features` and a margin of `padding_s`: only equal windows share a pass."""
-        ...
-
-    def encode(self, features: Sequence[Any], frames: int) -> list[Any]:
-        """One encoder pass over features whose windows are all `frames`: an output for each."""
-        ...
-
-    def decode(self, job: Job, features: Any, encoder_output: Any) -> DecodeResult:
-        """Decode one job from its features and its encoder output."""
-        ...
 
 
 def _decrement(counter: collections.Counter[str], key: str) -> None:
@@ -203,7 +105,7 @@ def _fail(job: Job, exc: BaseException) -> None:
 
 
 class Engine:
-    def __init__(self, settings: Settings, backend: Backend) -> None:
+    def __init__(self, settings: SchedulerSettings, backend: Backend) -> None:
         self.settings = settings
         self.backend = backend
         self.info: ModelInfo | None = None
@@ -288,16 +190,8 @@ class Engine:
             raise EngineNotReady("the model is not loaded yet")
         final = kind is JobKind.FINAL
         padding_s = self.settings.encoder_padding_s if final else self.settings.partial_encoder_padding_s
-        job = Job(
-            stream_id,
-            kind,
-            audio,
-            options,
-            concurrent.futures.Future(),
-            padding_s,
-            context if final else None,
-            silence_after,
-        )
+        request = DecodeRequest(stream_id, kind, audio, options, padding_s, context if final else None, silence_after)
+        job = Job(request, concurrent.futures.Future())
         with self._lock:
             if self._stopping:
                 raise EngineNotReady("the engine is stopping")
@@ -512,7 +406,7 @@ class Engine:
 
     def _decode_batch(self, jobs: list[Job], started: float) -> None:
         try:
-            features = [self.backend.features(job.audio) for job in jobs]
+            features = [self.backend.features(job.request.audio) for job in jobs]
             encoded = self._encode(jobs, features)
         except Exception as exc:  # the batch's streams fail; the worker and other streams go on
             log.exception("encode_failed", streams=[job.stream_id for job in jobs])
@@ -523,8 +417,7 @@ class Engine:
         for job, job_features, encoder_output in zip(jobs, features, encoded, strict=True):
             job_started = time.monotonic()
             try:
-                self._inject_fault(job)
-                result = self.backend.decode(job, job_features, encoder_output)
+                result = self.backend.decode(job.request, job_features, encoder_output)
             except Exception as exc:
                 log.exception("decode_failed", stream_id=job.stream_id, kind=job.kind.value)
                 _fail(job, exc)
@@ -534,7 +427,7 @@ class Engine:
             timing = DecodeTiming(
                 queued_s=started - job.enqueued,
                 seconds=encode_s + done_at - job_started,
-                audio_s=job.audio.shape[0] / TARGET_RATE,
+                audio_s=job.request.audio.shape[0] / TARGET_RATE,
                 done_at=done_at,
             )
             log.debug(
@@ -542,7 +435,7 @@ class Engine:
                 stream_id=job.stream_id,
                 kind=kind,
                 audio_s=round(timing.audio_s, 2),
-                context=job.context is not None,
+                context=job.request.context is not None,
                 queued_s=round(timing.queued_s, 3),
                 seconds=round(timing.seconds, 3),
                 temperature=result.quality.temperature,
@@ -559,7 +452,7 @@ class Engine:
         The encoder has no padding mask, so jobs share a pass only when their windows are equal:
         a job's encoding never depends on the company it was batched with.
         """
-        windows = [self.backend.window(f, job.padding_s) for f, job in zip(features, jobs, strict=True)]
+        windows = [self.backend.window(f, job.request.padding_s) for f, job in zip(features, jobs, strict=True)]
         outputs: dict[int, Any] = {}
         for frames in sorted(set(windows)):
             members = [i for i, window in enumerate(windows) if window == frames]
@@ -567,10 +460,3 @@ class Engine:
             encoded = self.backend.encode([features[i] for i in members], frames)
             outputs.update(zip(members, encoded, strict=True))
         return [outputs[i] for i in range(len(features))]
-
-    def _inject_fault(self, job: Job) -> None:
-        if not self.settings.fault_injection or FAULT_MARKER not in (job.options.prompt or ""):
-            return
-        if self.settings.fault_injection == "raise":
-            raise InjectedFault("injected decode failure (fault_injection=raise)")
-        time.sleep(float(self.settings.fault_injection.split(":", 1)[1]))

@@ -1,285 +1,29 @@
-"""Client library: audio sources and a streaming call to the Transcriber service.
+"""The streaming call that resumes: `stream_resumable` keeps the audio not yet final and sends it again.
 
-Sources yield LINEAR16 chunks at a known rate: a file (any format PyAV
-decodes, decoded block by block and resampled to 16 kHz mono, so memory stays
-flat however long the file), raw PCM from a binary stream such as stdin, or the
-microphone through SoX `rec`. `Feed` reads a source on its own thread, so a
-stream can be stopped at once even while the source blocks. A source may also
-yield a `StreamingConfig` between its chunks: `stream_resumable` sends it as a
-settings update at that point of the audio.
+A stream ended by the server with a retryable status (its age limit, a drain, overload, a proxy's
+reset) continues on a new call from the last final_offset_s, with the settings in force there; the
+caller sees one stream of results, each utterance once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import queue
 import random
-import shutil
-import signal
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Callable, Iterator
 
 import grpc
 
+from hws.client.sources import AudioSource
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from hws.tls import channel_credentials
 
-DEFAULT_CHUNK_MS = 100
-DEFAULT_PORT = 50051
 DEFAULT_BACKOFF_S = 0.5  # the first wait after a connection that made no progress (its ceiling)
 DEFAULT_MAX_BACKOFF_S = 10.0  # the most the backoff's ceiling grows to
 
 
-class SourceError(ValueError):
-    """An input that cannot be streamed (not audio, no audio stream, no `rec`); the message says why."""
-
-
-# What a source yields: audio, or new settings for the stream from that point of the audio on.
-Chunk = bytes | pb.StreamingConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class AudioSource:
-    chunks: Iterable[Chunk]
-    sample_rate_hz: int
-    encoding: int = pb.LINEAR16
-    channels: int = 1
-    duration_s: float | None = None  # when the container says
-
-    @property
-    def frame_bytes(self) -> int:
-        return frame_bytes(self.encoding, self.channels)
-
-    @property
-    def bytes_per_second(self) -> int:
-        return self.sample_rate_hz * self.frame_bytes
-
-
-def frame_bytes(encoding: int, channels: int) -> int:
-    """Bytes of one sample across all channels: 1 per channel for MULAW, 2 for LINEAR16."""
-    return (1 if encoding == pb.MULAW else 2) * channels
-
-
-def _paced(chunks: Iterable[bytes], seconds_per_chunk: Iterable[float]) -> Iterator[bytes]:
-    """Release chunks no faster than real time (a person speaking)."""
-    start = time.monotonic()
-    elapsed = 0.0
-    for chunk, duration in zip(chunks, seconds_per_chunk, strict=False):
-        delay = start + elapsed - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        yield chunk
-        elapsed += duration
-
-
-def file_source(path: str | Path, realtime: bool = True, chunk_ms: int = DEFAULT_CHUNK_MS) -> AudioSource:
-    """Any file PyAV decodes, as 16 kHz mono LINEAR16 chunks, decoded as they are sent.
-
-    Raises SourceError when the file cannot be opened as audio; an error later in the file is
-    raised from the chunks' iterator.
-    """
-    import av
-
-    try:
-        container = av.open(str(path), mode="r", metadata_errors="ignore")
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"cannot read {path} as audio: {getattr(exc, 'strerror', None) or exc}") from None
-    if not container.streams.audio:
-        container.close()
-        raise SourceError(f"{path} has no audio stream")
-    duration_s = container.duration / av.time_base if container.duration else None
-    step = 16_000 * chunk_ms // 1000 * 2
-    chunks = _decoded(container, step)
-    if realtime:
-        chunks = _paced(chunks, itertools.repeat(chunk_ms / 1000))
-    return AudioSource(chunks, 16_000, duration_s=duration_s)
-
-
-def _decoded(container: Any, step: int) -> Iterator[bytes]:
-    """16 kHz mono s16 in chunks of `step` bytes, through faster-whisper's own frame pipeline."""
-    import av
-    from faster_whisper.audio import _group_frames, _ignore_invalid_frames, _resample_frames
-
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
-    pending = bytearray()
-    with container:
-        frames = _ignore_invalid_frames(container.decode(audio=0))
-        for frame in _resample_frames(_group_frames(frames, 16_000), resampler):
-            pending += frame.to_ndarray().astype("<i2", copy=False).tobytes()
-            while len(pending) >= step:
-                yield bytes(pending[:step])
-                del pending[:step]
-    if pending:
-        yield bytes(pending)
-
-
-def raw_source(
-    stream: IO[bytes],
-    sample_rate_hz: int,
-    encoding: int = pb.LINEAR16,
-    channels: int = 1,
-    chunk_ms: int = DEFAULT_CHUNK_MS,
-) -> AudioSource:
-    """Raw samples from a byte stream (stdin, a pipe), read in whole-frame chunks."""
-    frame = frame_bytes(encoding, channels)
-    size = max(frame, sample_rate_hz * chunk_ms // 1000 * frame)
-
-    def chunks() -> Iterator[bytes]:
-        carry = b""
-        while data := stream.read(size):
-            data = carry + data
-            whole = len(data) - len(data) % frame
-            carry = data[whole:]
-            if whole:
-                yield data[:whole]
-
-    return AudioSource(chunks(), sample_rate_hz, encoding, channels)
-
-
-@dataclasses.dataclass(frozen=True)
-class Recorder:
-    """SoX `rec` recording the microphone; its stderr is kept in a file for `failure`."""
-
-    process: subprocess.Popen[bytes]
-    errors: IO[bytes]
-
-    def stop(self) -> None:
-        self.process.terminate()
-
-    def failure(self) -> str | None:
-        """Why `rec` failed (the last line it wrote), or None when it did not fail."""
-        try:
-            code = self.process.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            return None
-        if code in (0, -signal.SIGTERM):  # done, or stopped by the client
-            return None
-        self.errors.seek(0)
-        lines = self.errors.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else f"rec exited with status {code}"
-
-
-def check_recorder() -> None:
-    if shutil.which("rec") is None:
-        raise SourceError("--mic needs SoX's rec command: install sox (apt-get install sox, brew install sox)")
-
-
-def microphone_source(sample_rate_hz: int = 16_000, chunk_ms: int = DEFAULT_CHUNK_MS) -> tuple[AudioSource, Recorder]:
-    """The default microphone through SoX `rec` (install the `sox` package).
-
-    `rec` runs in its own session, so a Ctrl-C on the terminal reaches only the client, which stops it.
-    """
-    check_recorder()
-    command = ["rec", "-q", "-r", str(sample_rate_hz), "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw", "-"]
-    errors = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the recorder)
-    # Unbuffered: a read blocked in the source's thread holds no buffer lock that exiting would wait for.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, bufsize=0, start_new_session=True)
-    assert process.stdout is not None
-    return raw_source(process.stdout, sample_rate_hz, chunk_ms=chunk_ms), Recorder(process, errors)
-
-
-class Feed:
-    """A source read on its own thread into a short queue, so that the stream can stop at once.
-
-    Iterating it yields the source's chunks until the source ends, `stop()` is called (even while
-    the source blocks, as a stalled pipe does), or reading the source fails; the error is then
-    kept in `error` for the caller instead of surfacing inside gRPC's request thread.
-    """
-
-    def __init__(self, chunks: Iterable[Chunk], depth: int = 10) -> None:
-        self._queue: queue.Queue[Chunk | None] = queue.Queue(depth)
-        self._stopped = threading.Event()
-        self.error: Exception | None = None
-        threading.Thread(target=self._read, args=(chunks,), name="hws-source", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def _put(self, item: Chunk | None) -> None:
-        while not self._stopped.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _read(self, chunks: Iterable[Chunk]) -> None:
-        try:
-            for chunk in chunks:
-                self._put(chunk)
-                if self._stopped.is_set():
-                    return
-        except Exception as exc:  # anything the source raises ends the stream; the caller reports it
-            self.error = exc
-        finally:
-            self._put(None)
-
-    def __iter__(self) -> Iterator[Chunk]:
-        while not self._stopped.is_set():
-            try:
-                chunk = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if chunk is None:
-                return
-            yield chunk
-
-
-def with_default_port(address: str, port: int = DEFAULT_PORT) -> str:
-    """`host` means host:port here (gRPC itself would dial 443); host:port, [v6]:port and URIs stay."""
-    if "://" in address or address.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
-        return address
-    if address.startswith("["):
-        return address if "]:" in address else f"{address}:{port}"
-    colons = address.count(":")
-    if colons == 1:
-        return address
-    return f"[{address}]:{port}" if colons > 1 else f"{address}:{port}"
-
-
-def reachable(address: str, tls: bool = False, ca_cert: str | None = None, timeout_s: float = 10.0) -> bool:
-    """Whether a connection to the address can be made now: True once it is up, False at the first failure."""
-    channel = make_channel(address, tls, ca_cert)
-    seen: list[grpc.ChannelConnectivity] = []
-    settled = threading.Event()
-    final = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE)
-
-    def watch(state: grpc.ChannelConnectivity) -> None:
-        if state in final:
-            seen.append(state)
-            settled.set()
-
-    channel.subscribe(watch, try_to_connect=True)
-    try:
-        settled.wait(timeout_s)
-        return bool(seen) and seen[0] == grpc.ChannelConnectivity.READY
-    finally:
-        channel.unsubscribe(watch)
-        channel.close()
-
-
-def make_channel(address: str, tls: bool = False, ca_cert: str | None = None) -> grpc.Channel:
-    options = [
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    ]
-    if not tls and ca_cert is None:
-        return grpc.insecure_channel(address, options=options)
-    return grpc.secure_channel(address, channel_credentials(ca_cert), options=options)
-
-
-# CANCELLED too: this client never cancels a stream it resumes, so a cancel came from the way between,
-# e.g. HAProxy 2.6 turns a server's status sent before the client's half-close (a drain, the stream age
-# limit) into RST_STREAM(CANCEL) (haproxy/haproxy#1219). The final offset received before it still holds.
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED)
 
 

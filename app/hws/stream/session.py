@@ -27,11 +27,12 @@ import numpy as np
 import structlog
 
 from hws import metrics
+from hws.asr.quality import Flag
+from hws.asr.scheduler import Engine
+from hws.asr.types import Context, DecodeOptions, DecodeResult, DecodeTiming, EngineNotReady, JobKind, Quality
 from hws.audio import TARGET_RATE, AudioDecoder, AudioFormatError, Encoding, RecentAudio
-from hws.engine import Context, DecodeOptions, DecodeResult, DecodeTiming, Engine, EngineNotReady, JobKind, Quality
-from hws.quality import Flag
-from hws.stabilizer import LocalAgreement
-from hws.vad import Segmenter, SegmenterEvent, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
+from hws.stream.stabilizer import LocalAgreement
+from hws.stream.vad import Segmenter, SegmenterEvent, SpeechDiscarded, SpeechEnd, SpeechStart, VadParams
 
 log = structlog.get_logger("hws.session")
 

@@ -26,7 +26,7 @@ from typing import TextIO
 from prometheus_client.metrics import MetricWrapperBase
 
 from hws import metrics
-from hws.config import Settings
+from hws.server.settings import Settings
 
 DIMENSION = "Service"
 # (name, CloudWatch unit). FinalLatencyP95 is left out of a line whose interval had no final.

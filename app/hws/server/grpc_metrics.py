@@ -18,7 +18,8 @@ from typing import Any
 
 import grpc
 
-from hws import metrics, parsing
+from hws import metrics
+from hws.server import parsing
 
 
 def _split(full_method: str) -> tuple[str, str]:

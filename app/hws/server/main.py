@@ -23,19 +23,30 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from hws import emf, logs, metrics
-from hws.auth import ApiKeyInterceptor, api_keys
-from hws.compat import add_compat_services
-from hws.config import ConfigError, Settings, load_settings
-from hws.engine import Engine
+from hws import logs, metrics
+from hws.asr.faults import FaultInjectingBackend
+from hws.asr.scheduler import Engine, SchedulerSettings
+from hws.asr.types import Backend
+from hws.asr.whisper.backend import (
+    DeviceUnusable,
+    ModelSettingError,
+    WhisperBackend,
+    WhisperSettings,
+    check_model_settings,
+)
 from hws.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
-from hws.grpc_metrics import MetricsInterceptor
-from hws.health import BoundedHealthServicer
-from hws.metrics_http import MetricsServer
-from hws.reflection import add_reflection
-from hws.service import ServingState, SessionFactory, TranscriberServicer
+from hws.server import emf
+from hws.server.auth import ApiKeyInterceptor, api_keys
+from hws.server.compat import add_compat_services
+from hws.server.grpc_metrics import MetricsInterceptor
+from hws.server.health import BoundedHealthServicer
+from hws.server.metrics_http import MetricsServer
+from hws.server.readiness import ServingState
+from hws.server.reflection import add_reflection
+from hws.server.servicer import TranscriberServicer
+from hws.server.sessions import SessionFactory
+from hws.server.settings import ConfigError, Settings, load_settings, setting_error
 from hws.tls import server_credentials
-from hws.whisper_backend import DeviceUnusable, WhisperBackend, check_model_settings
 
 log = structlog.get_logger("hws.server")
 
@@ -80,7 +91,10 @@ class TranscriptionServer:
     ) -> None:
         self.settings = settings
         self.credentials = credentials
-        self.engine = Engine(settings, WhisperBackend(settings))
+        backend: Backend = WhisperBackend(settings.pick(WhisperSettings))
+        if settings.fault_injection:
+            backend = FaultInjectingBackend(backend, settings.fault_injection)
+        self.engine = Engine(settings.pick(SchedulerSettings), backend)
         self.health = BoundedHealthServicer()
         self.state = ServingState(settings.max_streams, on_change=self._set_health)
         self.sessions = SessionFactory(settings, self.engine, self.state)
@@ -218,7 +232,10 @@ async def serve(
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = load_settings(argv)
-        check_model_settings(settings)  # what every load would fail on (a missing folder, no CUDA device)
+        try:  # what every load would fail on (a missing folder, no CUDA device)
+            check_model_settings(settings.pick(WhisperSettings))
+        except ModelSettingError as exc:
+            raise setting_error(exc.setting, exc.rule) from None
         keys = api_keys(settings.api_keys_file)  # the file, else HWS_API_KEYS; None: no authentication
         credentials = server_credentials(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
     except (ConfigError, ValueError) as exc:  # a bad setting, or an unusable key file or certificate

@@ -37,8 +37,7 @@ import grpc
 from wcwidth import wcwidth
 
 from hws import client
-from hws.auth import auth_metadata
-from hws.formats import FORMATS, CueRules, TranscriptWriter
+from hws.client.formats import FORMATS, CueRules, TranscriptWriter
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -401,7 +400,7 @@ def _transcribe(args: argparse.Namespace, output: Output | None) -> int:
             _config(args, words, interim),
             attempts=args.resume_attempts,
             timeout_s=args.timeout,
-            metadata=auth_metadata(key) if key else None,
+            metadata=client.auth_metadata(key) if key else None,
             on_retry=lambda exc, attempt, delay: display.notice(
                 f"{exc.code().name}: {exc.details()}; resuming in {delay:.1f} s (attempt {attempt})"
             ),

@@ -27,14 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 
-_PUNCTUATION = re.compile(r"[^\w']+")
-
-
-def word_key(word: str) -> str:
-    # Agreement ignores case and punctuation: "hours," and "hours" agree.
-    return _PUNCTUATION.sub("", word.lower())
+from hws.text import word_key
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ without credentials), so what one caller can hold must be small.
 - a `service` name longer than MAX_SERVICE_NAME is INVALID_ARGUMENT at once (no real service
   name is long; a 4 MB one was held in memory for as long as its Watch stayed open);
 - at most MAX_WATCHES_PER_CONNECTION open `Watch` calls per connection and MAX_WATCHES per
-  server; more are RESOURCE_EXHAUSTED (app/hws/open_calls.py).
+  server; more are RESOURCE_EXHAUSTED (app/hws/server/open_calls.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import grpc
 from grpc_health.v1 import health, health_pb2
 
-from hws.open_calls import OpenCalls
+from hws.server.open_calls import OpenCalls
 
 MAX_SERVICE_NAME = 200
 MAX_WATCHES = 1000

@@ -87,11 +87,6 @@ def api_keys(api_keys_file: str, environ: Mapping[str, str] | None = None) -> li
     return None
 
 
-def auth_metadata(key: str) -> list[tuple[str, str]]:
-    """Call metadata that authenticates a client call."""
-    return [("authorization", f"Bearer {key}")]
-
-
 def _digest(key: str | bytes) -> bytes:
     # Comparing fixed-length digests keeps compare_digest from leaking the length of the keys.
     return hashlib.sha256(key.encode("utf-8", "replace") if isinstance(key, str) else key).digest()

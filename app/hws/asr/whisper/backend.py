@@ -1,14 +1,14 @@
-"""Everything that touches faster-whisper or CTranslate2, behind the scheduler's Backend interface (app/hws/engine.py).
+"""Everything that touches faster-whisper or CTranslate2, behind the recognition interface (hws.asr.types).
 
 Model resolution and loading (the embedded models included), device, compute type and worker
-selection, the warm-up, the encoder window sized to the audio (app/hws/windowed_model.py), the decode
+selection, the warm-up, the encoder window sized to the audio (app/hws/asr/whisper/windowed.py), the decode
 options built once and replaced per job, each decode's language, the conditioning prompt (hot words
 included), and the result built from Whisper's segments:
 - the encoder sees the audio plus a margin of silence, in whole seconds, not Whisper's fixed 30 s
   window; finals get a wide margin (`encoder_padding_s`), partials a cheap one;
 - every decode reads its audio alone, nothing forced: the result of a final depends on its audio
-  and the stream's settings only (app/hws/stabilizer.py says why); words that no speech supports are
-  dropped (app/hws/quality.py);
+  and the stream's settings only (app/hws/stream/stabilizer.py says why); words that no speech supports are
+  dropped (app/hws/asr/quality.py);
 - each job's decoder runs through faster-whisper's own segment generation with its slice of the
   encoder output, so batched and unbatched decodes take the same path and give the same results.
 """
@@ -33,14 +33,15 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
 from faster_whisper.transcribe import Segment, TranscriptionOptions, get_ctranslate2_storage, get_suppressed_tokens
 from faster_whisper.utils import available_models
 
-from hws import embedded_models, metrics, quality
+from hws import metrics
+from hws.asr import quality
+from hws.asr.types import DecodeRequest, DecodeResult, JobKind, ModelInfo, Quality, Word
+from hws.asr.whisper import embedded as embedded_models
+from hws.asr.whisper.windowed import WindowedWhisperModel, encoder_frames
 from hws.audio import TARGET_RATE
-from hws.config import Settings, setting_error
-from hws.engine import DecodeResult, Job, JobKind, ModelInfo, Quality, Word
-from hws.stabilizer import word_key
-from hws.windowed_model import WindowedWhisperModel, encoder_frames
+from hws.text import word_key
 
-log = structlog.get_logger("hws.engine")
+log = structlog.get_logger("hws.asr.whisper")
 
 # Runaway guard: speech yields about 3-5 tokens a second (timestamps included); a hypothesis looping on
 # repeated text (noise, junk hot words, a misleading forced prefix) would otherwise run every fallback
@@ -64,6 +65,30 @@ LANGUAGE_PADDING_S = 3.0
 CONTEXT_SPLIT_S = 0.25
 REREAD_WORDS = 2  # a final heard with context whose words begin as the context's did read it again
 NOT_A_WORD = frozenset(" .,!?;:…。，、！？：-–—\"'“”()[]{}¿")  # a "word" of only these is punctuation
+
+
+@dataclasses.dataclass(frozen=True)
+class WhisperSettings:
+    """What the backend reads of the server's settings: fields of the same names (Settings.pick)."""
+
+    model: str
+    model_cache_dir: str
+    device: str
+    compute_type: str
+    decode_workers: int
+    cpu_threads: int
+    max_batch_size: int
+    encoder_padding_s: float  # the warm-up encodes a final's window
+    beam_size: int
+
+
+class ModelSettingError(ValueError):
+    """A model setting every load would fail on: `setting` names it, `rule` says what is wrong."""
+
+    def __init__(self, setting: str, rule: str) -> None:
+        super().__init__(f"{setting}: {rule}")
+        self.setting = setting
+        self.rule = rule
 
 
 class DeviceUnusable(RuntimeError):
@@ -125,8 +150,8 @@ def resolve_model_path(model: str, cache_dir: str) -> tuple[str, str]:
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # org/name on the Hugging Face hub
 
 
-def check_model_settings(settings: Settings) -> None:
-    """Say at start, with ConfigError naming the flag, what every load would fail on.
+def check_model_settings(settings: WhisperSettings) -> None:
+    """Say at start, with ModelSettingError naming the setting, what every load would fail on.
 
     A model folder that does not exist or holds no model, a name faster-whisper does not know, CUDA
     without a CUDA device, a compute type the device cannot run. A hub name is left to the load,
@@ -134,23 +159,23 @@ def check_model_settings(settings: Settings) -> None:
     """
     model = settings.model
     if model in embedded_models.NAMES and (problem := embedded_models.missing_packages(model)) is not None:
-        raise setting_error("model", problem)
+        raise ModelSettingError("model", problem)
     named = model in embedded_models.NAMES or model in available_models() or HUB_ID.fullmatch(model) is not None
     if Path(model).is_dir() and not (Path(model) / "model.bin").is_file():
-        raise setting_error("model", f"{model} holds no model.bin: not a CTranslate2 model folder")
+        raise ModelSettingError("model", f"{model} holds no model.bin: not a CTranslate2 model folder")
     if not Path(model).is_dir() and not named:
-        raise setting_error(
+        raise ModelSettingError(
             "model",
             f"no such folder {model}, and not a model name ({', '.join(available_models())}, or org/name "
             "on the Hugging Face hub)",
         )
     if settings.device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
-        raise setting_error("device", "cuda, but CTranslate2 sees no CUDA device here (use auto or cpu)")
+        raise ModelSettingError("device", "cuda, but CTranslate2 sees no CUDA device here (use auto or cpu)")
     if settings.compute_type not in ("auto", "default"):
         device = resolve_device(settings.device)
         supported = sorted(ctranslate2.get_supported_compute_types(device))
         if settings.compute_type not in supported:
-            raise setting_error(
+            raise ModelSettingError(
                 "compute_type",
                 f"{settings.compute_type} does not run on {device} here; use auto or {', '.join(supported)}",
             )
@@ -166,12 +191,12 @@ def model_languages(model: WhisperModel) -> tuple[str, ...]:
 
 
 class WhisperBackend:
-    """The scheduler's Backend (app/hws/engine.py) on faster-whisper: one model, shared by the scheduler's workers."""
+    """The Backend (hws.asr.types) on faster-whisper: one model, shared by the scheduler's workers."""
 
     # Every code Whisper has; a model knows these or fewer (ModelInfo.languages).
     language_codes = frozenset(_LANGUAGE_CODES)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WhisperSettings) -> None:
         self.settings = settings
         self.workers = 1
         self.max_batch_size = 1
@@ -273,18 +298,20 @@ class WhisperBackend:
             for row in range(len(content))
         ]
 
-    def _max_new_tokens(self, job: Job, tokenizer: Tokenizer) -> int:
-        audio_s = job.audio.shape[0] / TARGET_RATE
-        prompt = len(tokenizer.encode(" " + job.options.prompt.strip())) if job.options.prompt else 0
+    def _max_new_tokens(self, request: DecodeRequest, tokenizer: Tokenizer) -> int:
+        audio_s = request.audio.shape[0] / TARGET_RATE
+        prompt = len(tokenizer.encode(" " + request.options.prompt.strip())) if request.options.prompt else 0
         room = WHISPER_MAX_LENGTH - min(prompt, WHISPER_MAX_LENGTH // 2 - 1) - PROMPT_OVERHEAD_TOKENS
-        if job.kind is JobKind.PARTIAL:
+        if request.kind is JobKind.PARTIAL:
             budget = int(audio_s * PARTIAL_TOKENS_PER_SECOND) + PARTIAL_MIN_NEW_TOKENS
         else:
             budget = int(audio_s * TOKENS_PER_SECOND) + MIN_NEW_TOKENS
         return max(1, min(budget, room))
 
-    def decode(self, job: Job, features: np.ndarray, encoder_output: ctranslate2.StorageView) -> DecodeResult:
-        """Decode a job; a final heard with context keeps the words after the context.
+    def decode(
+        self, request: DecodeRequest, features: np.ndarray, encoder_output: ctranslate2.StorageView
+    ) -> DecodeResult:
+        """Decode a request; a final heard with context keeps the words after the context.
 
         The context is the stream's audio from the previous utterance on: offline Whisper hears the
         speech before an utterance in the same 30 s window, and on real speech that context saves
@@ -293,22 +320,22 @@ class WhisperBackend:
         context), or the model did not read the context as such (_misreads_context). Speech that
         really repeats the utterance before loses only the context.
         """
-        language = self._language(job, encoder_output)
-        result = self._generate(job, features, encoder_output, language)
-        context = job.context
-        utterance_s = (job.audio.shape[0] - context.utterance_start) / TARGET_RATE if context else 0.0
+        language = self._language(request, encoder_output)
+        result = self._generate(request, features, encoder_output, language)
+        context = request.context
+        utterance_s = (request.audio.shape[0] - context.utterance_start) / TARGET_RATE if context else 0.0
         if context and (result.misreads_context or not _covers(result.words, utterance_s)):
-            log.debug("context_dropped", stream_id=job.stream_id, text=result.text, reread=result.misreads_context)
-            alone = dataclasses.replace(job, audio=job.audio[context.utterance_start :], context=None)
+            log.debug("context_dropped", stream_id=request.stream_id, text=result.text, reread=result.misreads_context)
+            alone = dataclasses.replace(request, audio=request.audio[context.utterance_start :], context=None)
             features = self._model.feature_extractor(alone.audio)
             frames = features.shape[-1] - 1  # generate_segments leaves out the last frame
             encoder_output = self._model.encode_window(features[:, :-1], encoder_frames(frames, alone.padding_s))
             result = self._generate(alone, features, encoder_output, language)
-        if not job.options.word_timestamps:
+        if not request.options.word_timestamps:
             result = dataclasses.replace(result, words=[])
         return result
 
-    def _language(self, job: Job, encoder_output: ctranslate2.StorageView) -> tuple[str, float]:
+    def _language(self, request: DecodeRequest, encoder_output: ctranslate2.StorageView) -> tuple[str, float]:
         """(code, probability): the language asked for, the model's only one, or detected on the utterance's own audio.
 
         A final heard with context would also hear the previous utterance, maybe in another language (measured
@@ -320,28 +347,28 @@ class WhisperBackend:
         after it would all have been decoded in the wrong language (German read as Thai).
         """
         model = self._model
-        if job.options.language is not None:
-            return job.options.language, 1.0
+        if request.options.language is not None:
+            return request.options.language, 1.0
         if not model.model.is_multilingual:
             return "en", 1.0
         started = time.monotonic()
-        if job.context is not None:
-            own = model.feature_extractor(job.audio[job.context.utterance_start :])[:, :-1]
+        if request.context is not None:
+            own = model.feature_extractor(request.audio[request.context.utterance_start :])[:, :-1]
             encoder_output = model.encode_window(own, encoder_frames(own.shape[-1], LANGUAGE_PADDING_S))
         token, probability = model.model.detect_language(encoder_output)[0][0]
-        metrics.LANGUAGE_DETECTION_SECONDS.labels(kind=job.kind.value).observe(time.monotonic() - started)
+        metrics.LANGUAGE_DETECTION_SECONDS.labels(kind=request.kind.value).observe(time.monotonic() - started)
         return token[2:-2], float(probability)
 
     def _generate(
         self,
-        job: Job,
+        request: DecodeRequest,
         features: np.ndarray,
         encoder_output: ctranslate2.StorageView,
         detected: tuple[str, float],
     ) -> DecodeResult:
-        """Decode a job in its language, `detected` by _language (code, probability)."""
+        """Decode a request in its language, `detected` by _language (code, probability)."""
         model = self._model
-        final = job.kind is JobKind.FINAL
+        final = request.kind is JobKind.FINAL
         language, language_probability = detected
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
         if language not in self._suppressed_tokens:
@@ -354,18 +381,18 @@ class WhisperBackend:
             self._base_options,
             beam_size=self.settings.beam_size if final else 1,
             temperatures=list(FALLBACK_TEMPERATURES) if final else [0.0],
-            initial_prompt=job.options.prompt,
+            initial_prompt=request.options.prompt,
             suppress_tokens=self._suppressed_tokens[language],
             without_timestamps=not final,
-            word_timestamps=final and (job.options.word_timestamps or job.context is not None),
-            max_new_tokens=self._max_new_tokens(job, tokenizer),
+            word_timestamps=final and (request.options.word_timestamps or request.context is not None),
+            max_new_tokens=self._max_new_tokens(request, tokenizer),
         )
-        model.window.padding_s = job.padding_s  # for a second window, if faster-whisper opens one
+        model.window.padding_s = request.padding_s  # for a second window, if faster-whisper opens one
         segments = list(model.generate_segments(features, tokenizer, options, False, encoder_output))
-        speech_end_s = (job.audio.shape[0] - job.silence_after) / TARGET_RATE
-        context = job.context and (
-            job.context.utterance_start / TARGET_RATE,
-            job.context.previous_speech_end / TARGET_RATE,
+        speech_end_s = (request.audio.shape[0] - request.silence_after) / TARGET_RATE
+        context = request.context and (
+            request.context.utterance_start / TARGET_RATE,
+            request.context.previous_speech_end / TARGET_RATE,
         )
         result = _result(segments, speech_end_s, language, language_probability, context)
         if not final:  # a loop is cut back to its first copy: the final decides what was said

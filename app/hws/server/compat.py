@@ -18,8 +18,10 @@ import grpc
 from hws.gen.compat import audio_transcriber_pb2 as compat_pb
 from hws.gen.compat import audio_transcriber_pb2_grpc as compat_grpc
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from hws.service import ServingState, SessionFactory, parsed, rpc_scope, run_session
-from hws.session import Arrivals, Result
+from hws.server.readiness import ServingState
+from hws.server.rpc import parsed, rpc_scope
+from hws.server.sessions import SessionFactory, run_session
+from hws.stream.session import Arrivals, Result
 
 SAMPLE_RATE = 16_000
 ORIGINAL_OK_STATUS = 12  # what the original Check always answered
