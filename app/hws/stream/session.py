@@ -19,7 +19,7 @@ import bisect
 import dataclasses
 import enum
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -275,8 +275,10 @@ class Session:
         backlog_timeout_s: float = 10.0,
         max_age_s: float = 0.0,
         max_age_overrun_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream_id = stream_id
+        self._clock = clock  # when audio arrived and deadlines pass: injected, so tests and simulations own time
         self.params = params  # the settings of the next utterance to start
         self._engine = engine
         self._decoder = AudioDecoder(params.encoding, params.sample_rate_hz, params.channels)
@@ -301,7 +303,7 @@ class Session:
         # ends at its next pause; at the second, wherever it is. None: no age limit.
         self._max_age_s = max_age_s
         self._max_age_overrun_s = max_age_overrun_s
-        opened = time.monotonic()
+        opened = clock()
         self._aged_at = opened + max_age_s if max_age_s else None
         self._hard_end_at = opened + max_age_s + max_age_overrun_s if max_age_s else None
 
@@ -323,7 +325,7 @@ class Session:
                 next_chunk = asyncio.ensure_future(anext(iterator))
                 timeout = idle_timeout_s
                 if self._hard_end_at is not None:  # a client that goes quiet still ends by the hard deadline
-                    timeout = max(0.0, min(timeout, self._hard_end_at - time.monotonic()))
+                    timeout = max(0.0, min(timeout, self._hard_end_at - self._clock()))
                 done, _ = await asyncio.wait(
                     {next_chunk, stop_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -378,7 +380,7 @@ class Session:
             self._items.put_nowait(None)
 
     async def push(self, chunk: bytes) -> None:
-        arrived = time.monotonic()
+        arrived = self._clock()
         if self._past(self._hard_end_at):
             raise self._overrun()
         received = self._decoder.input_seconds
@@ -419,7 +421,7 @@ class Session:
 
     async def _finish(self) -> None:
         self._aged_at = self._hard_end_at = None  # ending anyway: its last audio is finalised here
-        ended = time.monotonic()
+        ended = self._clock()
         await self._feed(self._decoder.flush(), ended)
         await self._on_vad_events(self._segmenter.finish(), ended)
         self._items.put_nowait(_FinalUpTo(self._segmenter.final_position))
@@ -474,9 +476,8 @@ class Session:
             voiced_at = self._arrivals.at(event.voiced_end)
             self._items.put_nowait(_PendingFinal(utterance, event.end, future, voiced_at, arrived))
 
-    @staticmethod
-    def _past(deadline: float | None) -> bool:
-        return deadline is not None and time.monotonic() >= deadline
+    def _past(self, deadline: float | None) -> bool:
+        return deadline is not None and self._clock() >= deadline
 
     def _aged(self, position: int) -> StreamAged:
         return StreamAged(
@@ -634,7 +635,7 @@ class Session:
             utterance.committed_at = item.audio_len
         utterance.partials_sent = True
         assert decoded.timing is not None
-        sent_at = time.monotonic()
+        sent_at = self._clock()
         timing = result_timing(item.audio_end_at, item.audio_end_at, decoded.timing, sent_at)
         metrics.PARTIAL_LATENCY.observe(sent_at - item.audio_end_at)
         metrics.QUEUE_WAIT.labels(kind="partial").observe(timing.queue_wait_s)
@@ -681,7 +682,7 @@ class Session:
             WordTiming(w.word, min(start + w.start, end), min(start + w.end, end), w.probability) for w in decoded.words
         ]
         assert decoded.timing is not None
-        sent_at = time.monotonic()
+        sent_at = self._clock()
         timing = result_timing(item.voiced_at, item.endpoint_at, decoded.timing, sent_at)
         metrics.FINAL_LATENCY.observe(sent_at - item.endpoint_at)
         metrics.ENDPOINT_WAIT.observe(timing.endpoint_wait_s)
