@@ -2,8 +2,8 @@
 
 No model and no recorded audio: a synthetic voiced signal (harmonics of 120 Hz at a syllable rhythm,
 which webrtcvad hears as speech), the real scheduler on a backend that answers at once with a word per
-half second of audio, and a clock the test owns. After each chunk the test waits until every decode
-has come back and every result was read, so the run is the same each time: the decisions the
+second of audio, and hws.stream.simulate's clock: after each chunk it waits until every decode has
+come back and every result was read, so the run is the same each time: the decisions the
 session makes (when a partial is decoded and from where, when a final starts early, when it hears
 the previous utterance, when the age limit ends the stream) are read off the requests and outputs.
 """
@@ -23,16 +23,8 @@ from hws.asr.scheduler import Engine, SchedulerSettings
 from hws.asr.types import DecodeRequest, DecodeResult, ModelInfo
 from hws.audio import TARGET_RATE, Encoding
 from hws.server.settings import Settings
-from hws.stream.session import (
-    Event,
-    FailureCode,
-    Progress,
-    Result,
-    Session,
-    StreamAged,
-    StreamFailure,
-    StreamParams,
-)
+from hws.stream.outputs import Event, FailureCode, Progress, Result, StreamAged, StreamFailure, StreamParams
+from hws.stream.simulate import simulate
 from hws.stream.vad import VadParams
 
 CHUNK_S = 0.1
@@ -82,14 +74,6 @@ class WordsBackend:
         return DecodeResult(text, [], 1.0, "en", 1.0)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclasses.dataclass
 class Run:
     requests: list[tuple[str, float, bool]]  # (kind, seconds of audio, heard with context)
@@ -101,52 +85,20 @@ def params(interim: bool = True) -> StreamParams:
     return StreamParams(Encoding.LINEAR16, TARGET_RATE, 1, "en", False, None, VadParams(), interim, True)
 
 
-async def _drive(audio: np.ndarray, *, interim: bool, max_age_s: float, overrun_s: float) -> Run:
+def drive(audio: np.ndarray, *, interim: bool = True, max_age_s: float = 0.0, overrun_s: float = 0.0) -> Run:
     backend = WordsBackend()
     engine = Engine(Settings().pick(SchedulerSettings), backend)
     engine.load()
-    clock = Clock()
-    session = Session("s", params(interim), engine, 700, max_age_s=max_age_s, max_age_overrun_s=overrun_s, clock=clock)
-    outputs: list[Any] = []
-    failure: StreamFailure | None = None
-
-    async def read() -> None:
-        nonlocal failure
-        try:
-            async for output in session.results():
-                outputs.append(output)
-        except StreamFailure as exc:
-            failure = exc
-
-    async def settle() -> None:  # every decode back and every item read: the next chunk sees it all
-        for _ in range(10_000):
-            if not session._futures and session._items.empty():
-                break
-            await asyncio.sleep(0.001)
-        await asyncio.sleep(0.005)
-
-    async def chunks() -> Any:
-        step = round(CHUNK_S * TARGET_RATE)
-        for start in range(0, audio.shape[0], step):
-            yield (audio[start : start + step] * 32767).astype("<i2").tobytes()
-            clock.now += CHUNK_S
-            await settle()
-
-    reader = asyncio.create_task(read())
     try:
-        await session.consume(chunks(), idle_timeout_s=30, stop=asyncio.Event())
-        await asyncio.wait_for(reader, 10)
+        run = asyncio.run(
+            simulate(audio, params(interim), engine, chunk_s=CHUNK_S, max_age_s=max_age_s, max_age_overrun_s=overrun_s)
+        )
     finally:
-        session.close()
         engine.stop()
     requests = [
         (r.kind.value, round(r.audio.shape[0] / TARGET_RATE, 2), r.context is not None) for r in backend.requests
     ]
-    return Run(requests, outputs, failure)
-
-
-def drive(audio: np.ndarray, *, interim: bool = True, max_age_s: float = 0.0, overrun_s: float = 0.0) -> Run:
-    return asyncio.run(_drive(audio, interim=interim, max_age_s=max_age_s, overrun_s=overrun_s))
+    return Run(requests, run.outputs, run.failure)
 
 
 TWO_UTTERANCES = np.concatenate([silence(1.0), vowel(3.0), silence(1.0), vowel(2.0), silence(1.0)])

@@ -21,7 +21,8 @@ from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.server.readiness import ServingState
 from hws.server.rpc import parsed, rpc_scope
 from hws.server.sessions import SessionFactory, run_session
-from hws.stream.session import Arrivals, Result
+from hws.stream.intake import Arrivals
+from hws.stream.outputs import Result
 
 SAMPLE_RATE = 16_000
 ORIGINAL_OK_STATUS = 12  # what the original Check always answered

@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from hws.stream.session import (
-    ConfigAck,
-    Event,
-    EventType,
-    Output,
-    Progress,
-    Result,
-)
+from hws.stream.outputs import ConfigAck, Event, EventType, Output, Progress, Result
 
 _EVENT_TYPES = {
     EventType.SPEECH_STARTED: pb.SpeechEvent.SPEECH_STARTED,

@@ -8,9 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from hws import metrics
 from hws.server.rpc import StreamRefused
-from hws.stream.session import (
-    FailureCode,
-)
+from hws.stream.outputs import FailureCode
 
 STREAM_LIMIT_RETRY_S = 1.0
 

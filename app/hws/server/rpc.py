@@ -15,10 +15,7 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from hws.server import parsing
-from hws.stream.session import (
-    FailureCode,
-    StreamFailure,
-)
+from hws.stream.outputs import FailureCode, StreamFailure
 
 log = structlog.get_logger("hws.service")
 

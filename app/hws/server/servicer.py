@@ -16,12 +16,7 @@ from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 from hws.server.convert import output_to_pb, result_to_pb
 from hws.server.rpc import StreamRefused, parsed, rpc_scope
 from hws.server.sessions import SessionFactory, run_session
-from hws.stream.session import (
-    FailureCode,
-    Reconfigure,
-    Result,
-    StreamFailure,
-)
+from hws.stream.outputs import FailureCode, Reconfigure, Result, StreamFailure
 
 log = structlog.get_logger("hws.service")
 

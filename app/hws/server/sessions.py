@@ -15,13 +15,8 @@ from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.server.readiness import ServingState
 from hws.server.rpc import StreamRefused
 from hws.server.settings import Settings
-from hws.stream.session import (
-    FailureCode,
-    Output,
-    Reconfigure,
-    Session,
-    StreamParams,
-)
+from hws.stream.outputs import FailureCode, Output, Reconfigure, StreamParams
+from hws.stream.session import Session
 from hws.stream.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
 
 _ENCODINGS = {
