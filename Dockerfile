@@ -44,7 +44,8 @@ WORKDIR /src
 COPY constraints.txt pyproject.toml README.md ./
 COPY proto ./proto
 COPY app ./app
-RUN /opt/venv/bin/pip install --no-cache-dir -c constraints.txt . \
+# .'[server]' is '.[server]': the package with its extra server (the core alone is only the client).
+RUN /opt/venv/bin/pip install --no-cache-dir -c constraints.txt .'[server]' \
     && /opt/venv/bin/hws-server --help > /dev/null
 
 # Optional model bake: MODEL names a faster-whisper model (e.g. large-v3, distil-large-v3).

@@ -13,7 +13,7 @@ DEMO_PORT ?= 50071
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,base]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[server,dev,base]'
 	touch $(STAMP)
 
 install: $(STAMP)

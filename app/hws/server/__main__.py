@@ -1,5 +1,5 @@
-"""`python -m hws.server`: the server process (hws.server.main)."""
+"""`python -m hws.server`: the server process (hws.server.main), or one line saying the extra `server` is missing."""
 
-from hws.server.main import main
+from hws.server.entry import server
 
-main()
+server()

