@@ -22,29 +22,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
-import dataclasses
 import datetime
-import itertools
 import json
-import math
 import os
-import resource
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# What the benchmarks share: streams, their figures, the server under test, the isolation phase.
+from scripts.benchlib import (  # noqa: E402
+    CHUNK_MS,
+    DEFAULT_CLIPS,
+    DEFAULT_RESULTS_DIR,
+    TAIL_SILENCE_S,
+    StreamRecord,
+    bench_server,
+    isolation_phase,
+    own_cpu_seconds,
+    playlist,
+    ratio,
+    rounded_wer,
+    run_stream,
+    silence,
+    stream_figures,
+    warm_up,
+)
+
 # The harness the tests use: the server process, the eval audio, WER, offline faster-whisper.
-from tests.helpers import (  # noqa: E402
+from tests.support import (  # noqa: E402
     CLIP_OFFLINE_OPTIONS,
     EVAL_DIR,
     OFFLINE_VARIANTS,
@@ -53,7 +66,6 @@ from tests.helpers import (  # noqa: E402
     clip_audio,
     clip_pcm16,
     corpus_errors,
-    corpus_wer,
     from_pcm16,
     join_recordings,
     manifest,
@@ -67,24 +79,10 @@ from tests.helpers import (  # noqa: E402
     transcribe,
 )
 
-RESULTS_DIR = ROOT / "bench-results"
 REAL_PAUSE_S = 1.5  # between recordings in the continuous real stream
-CHUNK_MS = 100
-# Single-stream latency / WER / compute set: the multi-utterance dialogue plus recorded and synthetic speech.
-DEFAULT_CLIPS = [
-    "synth_dialogue_clean.wav",
-    "jfk.flac",
-    "ls_1221-135766-0001.wav",
-    "ls_1272-141231-0002.flac",
-    "ls_1089-134686-0000.flac",
-    "synth_science.wav",
-    "synth_support.wav",
-]
 QUICK_CLIPS = ["ls_61-70968-0000.flac"]
 QUICK_REAL_RECORDINGS = 2
 CAPACITY_STEPS = [1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32]
-TAIL_SILENCE_S = 1.5  # sent after each clip so the endpoint (not the end of stream) closes the last utterance
-GAP_SILENCE_S = 1.0  # between clips in a capacity client's playlist
 # A capacity step passes when every stream keeps real time:
 CAPACITY_P95_LATENCY_S = 3.0  # final latency p95 over all streams
 CAPACITY_DRAIN_S = 3.0  # the stream's last response arrives within this after the client half-closes
@@ -95,40 +93,6 @@ BASE_MODEL = "base-embedded"  # --compare-base: the multilingual model, beside t
 
 
 # -- small helpers -------------------------------------------------------------------------------------------
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (q in 0-100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def summary(values: Sequence[float]) -> dict[str, float | int | None]:
-    def r(v: float | None) -> float | None:
-        return None if v is None else round(v, 3)
-
-    return {
-        "n": len(values),
-        "p50": r(percentile(values, 50)),
-        "p95": r(percentile(values, 95)),
-        "max": r(max(values) if values else None),
-        "mean": r(statistics.fmean(values) if values else None),
-    }
-
-
-def silence(seconds: float) -> bytes:
-    return b"\x00\x00" * int(seconds * RATE)
-
-
-def rounded_wer(pairs: Sequence[tuple[str, str]]) -> float | None:
-    """Corpus WER over (reference, hypothesis) pairs after Whisper's English normaliser; None for no pairs."""
-    return round(corpus_wer(pairs), 4) if pairs else None
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else round(a / b, 3)
 
 
 def within(pairs: Sequence[tuple[float | None, float | None]], bound: float) -> bool | None:
@@ -147,12 +111,6 @@ def flag_value(args: Sequence[str], flag: str, default: int) -> int:
         elif arg.startswith(flag + "="):
             value = int(arg.split("=", 1)[1])
     return value
-
-
-def own_cpu_seconds() -> float:
-    """utime + stime of this process (all its threads)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Background:
@@ -177,163 +135,7 @@ class Background:
         return round(max(0.0, busy - server - own) / wall, 3)
 
 
-# -- the server under test -----------------------------------------------------------------------------------
-def bench_server(args: Sequence[str], name: str) -> ServerProcess:
-    """`python -m hws.server` started on free ports with extra flags; its log is RESULTS_DIR/logs/<name>.log."""
-    # One connection per measured stream: the real continuous stream runs past the stream age limit.
-    server = ServerProcess(args=["--max-stream-age-s", "0", *args], log_path=RESULTS_DIR / "logs" / f"{name}.log")
-    return server.start()
-
-
-# -- one client stream ---------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class StreamRecord:
-    """What one client saw; times are time.monotonic() of this process."""
-
-    send_times: list[float] = dataclasses.field(default_factory=list)  # per chunk, when it was written
-    max_slip_s: float = 0.0  # worst lateness against the real-time schedule
-    finals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    partials: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    started: dict[str, float] = dataclasses.field(default_factory=dict)  # utterance id -> SPEECH_STARTED time_s
-    half_closed_at: float = 0.0
-    ended_at: float = 0.0
-    error: str | None = None
-
-    def send_time_of(self, stream_s: float) -> float:
-        """Wall time at which the client sent the audio sample just before stream time `stream_s`."""
-        index = math.ceil(stream_s * 1000 / CHUNK_MS - 1e-6) - 1
-        return self.send_times[max(0, min(index, len(self.send_times) - 1))]
-
-    def final_latencies(self) -> list[float]:
-        return [f["arrival"] - self.send_time_of(f["end_s"]) for f in self.finals]
-
-    def partial_gaps(self) -> list[float]:
-        """Time between consecutive partials of one utterance."""
-        by_utterance: dict[str, list[float]] = {}
-        for p in self.partials:
-            by_utterance.setdefault(p["utterance_id"], []).append(p["arrival"])
-        return [b - a for times in by_utterance.values() for a, b in itertools.pairwise(times)]
-
-    def first_partial_delays(self) -> list[float]:
-        """From the send time of the utterance start (SPEECH_STARTED, else start_s) to its first partial."""
-        first: dict[str, dict[str, Any]] = {}
-        for p in self.partials:
-            first.setdefault(p["utterance_id"], p)
-        return [p["arrival"] - self.send_time_of(self.started.get(uid, p["start_s"])) for uid, p in first.items()]
-
-    def text(self) -> str:
-        return " ".join(f["text"] for f in self.finals if f["text"])
-
-    def stable_text_revisions(self) -> tuple[int, int]:
-        """(finals that did not keep their partials' last stable text, finals whose partials had one)."""
-        stable: dict[str, str] = {}
-        for p in self.partials:
-            if p["stable_text"]:
-                stable[p["utterance_id"]] = p["stable_text"]
-        keys = [(f, stable[f["utterance_id"]]) for f in self.finals if f["utterance_id"] in stable]
-        from hws.stream.stabilizer import revises  # the server's own rule (standard library only)
-
-        revised = [f for f, said in keys if revises(f["text"], said)]
-        return len(revised), len(keys)
-
-    def drain_s(self) -> float:
-        return self.ended_at - self.half_closed_at
-
-
-async def run_stream(
-    address: str,
-    audio: bytes,
-    interim: bool,
-    start_delay_s: float = 0.0,
-    timeout_s: float = 600.0,
-    word_timestamps: bool = False,
-) -> StreamRecord:
-    """Stream LINEAR16 audio in CHUNK_MS chunks paced against the monotonic clock; record every response."""
-    import grpc
-
-    from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-    from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-
-    record = StreamRecord()
-    step = RATE * CHUNK_MS // 1000 * 2
-    chunks = [audio[i : i + step] for i in range(0, len(audio), step)]
-    config = pb.StreamingConfig(
-        recognition=pb.RecognitionConfig(
-            sample_rate_hz=RATE, encoding=pb.LINEAR16, audio_channel_count=1, word_timestamps=word_timestamps
-        ),
-        interim_results=interim,
-        speech_events=True,
-    )
-    await asyncio.sleep(start_delay_s)
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = pb_grpc.TranscriberStub(channel).StreamingTranscribe(timeout=timeout_s)
-
-        async def write() -> None:
-            await call.write(pb.StreamingTranscribeRequest(config=config))
-            start = time.monotonic()
-            for i, chunk in enumerate(chunks):
-                target = start + i * CHUNK_MS / 1000
-                delay = target - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                now = time.monotonic()
-                record.max_slip_s = max(record.max_slip_s, now - target)
-                record.send_times.append(now)
-                await call.write(pb.StreamingTranscribeRequest(audio=chunk))
-            await call.done_writing()
-            record.half_closed_at = time.monotonic()
-
-        async def read() -> None:
-            while (response := await call.read()) is not grpc.aio.EOF:
-                now = time.monotonic()
-                kind = response.WhichOneof("response")
-                if kind == "event" and response.event.type == pb.SpeechEvent.SPEECH_STARTED:
-                    record.started[response.event.utterance_id] = response.event.time_s
-                if kind != "result":
-                    continue  # other events, bare progress responses (final_offset_s only)
-                result = response.result
-                item = {
-                    "utterance_id": result.utterance_id,
-                    "text": result.text,
-                    "start_s": result.start_s,
-                    "end_s": result.end_s,
-                    "arrival": now,
-                    "stable_text": result.stable_text,
-                    "words": [(w.start_s, w.end_s) for w in result.words],
-                    "flags": [pb.ResultQuality.Flag.Name(f) for f in result.quality.flags],
-                    "language": result.language,
-                }
-                (record.finals if result.is_final else record.partials).append(item)
-
-        try:
-            await asyncio.gather(write(), read())
-        except grpc.RpcError as exc:
-            record.error = f"{exc.code().name}: {exc.details()}"
-            call.cancel()
-        record.ended_at = time.monotonic()
-    return record
-
-
-def stream_figures(records: Sequence[StreamRecord]) -> dict[str, Any]:
-    latencies = [x for r in records for x in r.final_latencies()]
-    return {
-        "final_latency_s": summary(latencies),
-        "partial_gap_s": summary([x for r in records for x in r.partial_gaps()]),
-        "first_partial_s": summary([x for r in records for x in r.first_partial_delays()]),
-        "finals": sum(len(r.finals) for r in records),
-        "partials": sum(len(r.partials) for r in records),
-        "max_send_slip_s": round(max((r.max_slip_s for r in records), default=0.0), 3),
-        "max_drain_s": round(max((r.drain_s() for r in records), default=0.0), 3),
-        "errors": [r.error for r in records if r.error],
-        "final_languages": dict(collections.Counter(f["language"] for r in records for f in r.finals)),
-    }
-
-
 # -- phases --------------------------------------------------------------------------------------------------
-def warm_up(server: ServerProcess) -> None:
-    """One unpaced stream so the first measured one does not pay for lazy initialisation."""
-    audio = clip_pcm16("jfk.flac")
-    asyncio.run(run_stream(server.address, audio, interim=True))
 
 
 def single_stream_phase(server: ServerProcess, clips: Sequence[str], interim: bool) -> dict[str, Any]:
@@ -386,27 +188,32 @@ def base_phase(
     steps: Sequence[int],
     seconds: float,
     args: argparse.Namespace,
+    results_dir: Path,
 ) -> dict[str, Any]:
     """The tiny.en phases again on base-embedded, on the same audio (capacity with the default batching only)."""
     base_args = [*server_args, "--model", BASE_MODEL]
     out: dict[str, Any] = {"server_args": base_args}
     if not args.skip_real:
-        out["real"] = real_speech_phases(base_args, args, "base-real")
+        out["real"] = real_speech_phases(base_args, args, "base-real", results_dir)
     print(f"single stream on {BASE_MODEL}: {len(clips)} clips, interim off then on", file=sys.stderr)
-    out["single_stream"] = single_stream_phases(base_args, clips, "base-single")
+    out["single_stream"] = single_stream_phases(base_args, clips, "base-single", results_dir)
     out["language_detection_ms"] = {
         "final": detection_ms(out["single_stream"]["interim_off"], "final"),
         "partial": detection_ms(out["single_stream"]["interim_on"], "partial"),
     }
     if not args.skip_capacity:
         print(f"capacity [{BASE_MODEL}]: steps {list(steps)}", file=sys.stderr)
-        out["capacity"] = capacity_phase("base", base_args, capacity_clips, steps, seconds, args.capacity_budget_s)
+        out["capacity"] = capacity_phase(
+            "base", base_args, capacity_clips, steps, seconds, args.capacity_budget_s, results_dir
+        )
     return out
 
 
-def single_stream_phases(server_args: Sequence[str], clips: Sequence[str], log_name: str) -> dict[str, Any]:
+def single_stream_phases(
+    server_args: Sequence[str], clips: Sequence[str], log_name: str, results_dir: Path
+) -> dict[str, Any]:
     """The single-stream phase on a fresh server, interim off then on."""
-    with bench_server(server_args, log_name) as server:
+    with bench_server(server_args, log_name, results_dir) as server:
         warm_up(server)
         return {
             "interim_off": single_stream_phase(server, clips, interim=False),
@@ -501,9 +308,11 @@ def real_limit(args: argparse.Namespace) -> int:
     return QUICK_REAL_RECORDINGS if args.quick else args.real_recordings
 
 
-def real_speech_phases(server_args: Sequence[str], args: argparse.Namespace, log_name: str) -> dict[str, Any]:
+def real_speech_phases(
+    server_args: Sequence[str], args: argparse.Namespace, log_name: str, results_dir: Path
+) -> dict[str, Any]:
     """The real-speech phase on a fresh server."""
-    with bench_server(server_args, log_name) as server:
+    with bench_server(server_args, log_name, results_dir) as server:
         warm_up(server)
         out = real_speech_phase(server, args.real_alone_concurrency, real_limit(args))
         out["server_log_problems"] = server.log_problems()
@@ -544,33 +353,21 @@ def offline_real_worker(limit: int) -> None:
     print(json.dumps(out))
 
 
-def playlist(clips: Sequence[str], client: int, seconds: float) -> tuple[bytes, list[str]]:
-    """A client's audio: eval clips rotated by client index, with gaps, until at least `seconds` long."""
-    return rotation({name: clip_pcm16(name) for name in clips}, client, seconds)
-
-
-def rotation(pcms: Mapping[str, bytes], client: int, seconds: float) -> tuple[bytes, list[str]]:
-    """LINEAR16 recordings (by name, in order) rotated by client index, with gaps, until at least `seconds`
-    long, then the tail silence; and the names played."""
-    names = list(pcms)
-    audio, played, i = b"", [], client
-    while len(audio) / 2 / RATE < seconds:
-        name = names[i % len(names)]
-        audio += pcms[name] + silence(GAP_SILENCE_S)
-        played.append(name)
-        i += 1
-    return audio + silence(TAIL_SILENCE_S - GAP_SILENCE_S), played
-
-
 def capacity_phase(
-    label: str, server_args: Sequence[str], clips: Sequence[str], steps: Sequence[int], seconds: float, budget_s: float
+    label: str,
+    server_args: Sequence[str],
+    clips: Sequence[str],
+    steps: Sequence[int],
+    seconds: float,
+    budget_s: float,
+    results_dir: Path,
 ) -> dict[str, Any]:
     """Step N concurrent real-time streams (interim on) until a step fails or the time budget is spent."""
     refs = manifest()
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     capacity = 0
-    with bench_server([*server_args, "--max-streams", str(max(steps) + 4)], label) as server:
+    with bench_server([*server_args, "--max-streams", str(max(steps) + 4)], label, results_dir) as server:
         warm_up(server)
         for n in steps:
             if time.monotonic() - started > budget_s:
@@ -636,12 +433,12 @@ def capacity_phase(
     }
 
 
-def whisperlive_phase(clips: Sequence[str], refs: dict[str, str] | None = None) -> dict[str, Any]:
+def whisperlive_phase(clips: Sequence[str], results_dir: Path, refs: dict[str, str] | None = None) -> dict[str, Any]:
     """scripts/bench_whisperlive.py in its own venv; WER is scored here with the same normaliser."""
     python = ROOT / ".venv-whisperlive" / "bin" / "python"
     if not python.exists():
         return {"error": f"{python} not found: run scripts/whisperlive_setup.sh"}
-    out = RESULTS_DIR / "whisperlive-raw.json"
+    out = results_dir / "whisperlive-raw.json"
     command = [str(python), str(ROOT / "scripts" / "bench_whisperlive.py"), "--json", str(out), "--clips", *clips]
     reply = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if reply.returncode != 0:
@@ -654,20 +451,20 @@ def whisperlive_phase(clips: Sequence[str], refs: dict[str, str] | None = None) 
     return data
 
 
-def whisperlive_real_phase(limit: int) -> dict[str, Any]:
+def whisperlive_real_phase(limit: int, results_dir: Path) -> dict[str, Any]:
     """WhisperLive on the continuous real stream, written to a WAV file for its client."""
     import wave
 
     joined = join_recordings([row["file"] for row in real_manifest(limit)], REAL_PAUSE_S)
     pcm, references = to_pcm16(joined.audio), joined.references
-    path = RESULTS_DIR / "real-continuous.wav"
-    RESULTS_DIR.mkdir(exist_ok=True)
+    path = results_dir / "real-continuous.wav"
+    results_dir.mkdir(exist_ok=True)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(RATE)
         out.writeframes(pcm)
-    data = whisperlive_phase([str(path.resolve())], {str(path.resolve()): " ".join(references)})
+    data = whisperlive_phase([str(path.resolve())], results_dir, {str(path.resolve()): " ".join(references)})
     if "error" not in data:
         texts = data["per_clip"][str(path.resolve())]
         data["errors"] = corpus_errors([(" ".join(references), texts["text_with_pending"])]).figures()
@@ -831,7 +628,6 @@ def base_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    global RESULTS_DIR
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", nargs="+", help="eval clips for latency/WER/compute (default: a 7-clip set)")
     parser.add_argument("--max-n", type=int, default=32, help="largest concurrent stream count tried")
@@ -842,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batching-on-args", default="--max-batch-size 8 --batch-wait-ms 20")
     parser.add_argument("--batching-off-args", default="--max-batch-size 1")
     parser.add_argument("--json", type=Path, help="also write the JSON here")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where JSON and server logs go")
+    parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS_DIR, help="where JSON and server logs go")
     parser.add_argument("--skip-capacity", action="store_true")
     parser.add_argument("--skip-offline", action="store_true")
     parser.add_argument("--skip-batching", action="store_true", help="capacity with the server's default batching only")
@@ -862,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"also run the real-speech, single-stream and capacity phases on {BASE_MODEL}, beside tiny.en",
     )
     args = parser.parse_args(argv)
-    RESULTS_DIR = args.results_dir
+    results_dir: Path = args.results_dir
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the servers started here are stopped
     if args.offline_worker:
         offline_worker(args.offline_worker)
@@ -910,16 +706,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.skip_real:
         limit = real_limit(args)
-        result["real"] = real_speech_phases(server_args, args, "real")
+        result["real"] = real_speech_phases(server_args, args, "real", results_dir)
         if not args.skip_offline:
             print("offline faster-whisper on the real recordings", file=sys.stderr)
             result["real"]["offline"] = offline_real_phase(limit)
         if args.whisperlive:
             print("WhisperLive on the continuous real stream", file=sys.stderr)
-            result["real"]["whisperlive"] = whisperlive_real_phase(limit)
+            result["real"]["whisperlive"] = whisperlive_real_phase(limit, results_dir)
 
     print(f"single stream: {len(clips)} clips, interim off then on", file=sys.stderr)
-    result["single_stream"] = single_stream_phases(server_args, clips, "single")
+    result["single_stream"] = single_stream_phases(server_args, clips, "single", results_dir)
 
     comparison: dict[str, Any] = {}
     if not args.skip_offline:
@@ -940,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, extra in configs.items():
             print(f"capacity [{label}]: steps {steps}", file=sys.stderr)
             result["capacity"][label] = capacity_phase(
-                label, [*server_args, *extra], capacity_clips, steps, seconds, args.capacity_budget_s
+                label, [*server_args, *extra], capacity_clips, steps, seconds, args.capacity_budget_s, results_dir
             )
         if not args.skip_batching:
             cap = result["capacity"]
@@ -949,17 +745,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
     if args.compare_base:
-        result["base"] = base_phase(server_args, clips, capacity_clips, steps, seconds, args)
+        result["base"] = base_phase(server_args, clips, capacity_clips, steps, seconds, args, results_dir)
 
     if args.isolation:
-        from scripts.bench_isolation import isolation_phase
-
         print("isolation: a real-time victim beside abusive clients", file=sys.stderr)
-        result["isolation"] = isolation_phase(server_args, args.isolation_seconds)
+        result["isolation"] = isolation_phase(server_args, args.isolation_seconds, results_dir)
 
     if args.whisperlive:
         print("WhisperLive", file=sys.stderr)
-        result["whisperlive"] = whisperlive_phase(clips)
+        result["whisperlive"] = whisperlive_phase(clips, results_dir)
 
     single = result["single_stream"]
     endpoint = result["meta"]["endpoint_silence_ms"] / 1000
@@ -975,16 +769,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     result["meta"]["bench_seconds"] = round(time.monotonic() - started, 1)
 
-    RESULTS_DIR.mkdir(exist_ok=True)
+    results_dir.mkdir(exist_ok=True)
     text = json.dumps(result, indent=2)
-    path = RESULTS_DIR / f"bench-{stamp}.json"
+    path = results_dir / f"bench-{stamp}.json"
     path.write_text(text)
-    (RESULTS_DIR / "latest.json").write_text(text)
+    (results_dir / "latest.json").write_text(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text)
     print(report(result))
-    print(f"\nJSON: {path}  (also {RESULTS_DIR / 'latest.json'}); {result['meta']['bench_seconds']} s")
+    print(f"\nJSON: {path}  (also {results_dir / 'latest.json'}); {result['meta']['bench_seconds']} s")
     return 0
 
 

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hws.server.settings import EMBEDDED_MODEL  # noqa: E402
-from scripts.bench import RESULTS_DIR, own_cpu_seconds, rounded_wer  # noqa: E402
-from tests.helpers import clip_audio, manifest, offline_model  # noqa: E402
+from scripts.benchlib import DEFAULT_RESULTS_DIR, own_cpu_seconds, rounded_wer  # noqa: E402
+from tests.support import clip_audio, manifest, offline_model  # noqa: E402
 
 
 class _Counting:
@@ -165,9 +165,10 @@ def main() -> int:
     print(f"\n{'window s':>9} {'batch':>6} {'encoder s per item':>19}")
     for row in batches:
         print(f"{row['window_s']:>9g} {row['batch']:>6} {row['s_per_item']:>19.3f}")
-    RESULTS_DIR.mkdir(exist_ok=True)
+    results_dir = DEFAULT_RESULTS_DIR
+    results_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = RESULTS_DIR / f"encoder-window-{stamp}.json"
+    out = results_dir / f"encoder-window-{stamp}.json"
     out.write_text(json.dumps({"timestamp": stamp, "paddings": rows, "batched_encoder": batches}, indent=2))
     print(f"wrote {out.relative_to(ROOT)}")
     return 0

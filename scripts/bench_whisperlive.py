@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # The harness's helpers, so both servers are measured alike (both import only the standard library and numpy).
-from scripts.bench import CHUNK_MS, summary  # noqa: E402
-from tests.helpers import RATE, clip_audio, free_port, proc_cpu_seconds  # noqa: E402
+from scripts.benchlib import CHUNK_MS, summary  # noqa: E402
+from tests.support import RATE, clip_audio, free_port, proc_cpu_seconds  # noqa: E402
 
 TAIL_SILENCE_S = 3.0  # WhisperLive completes a trailing segment only after repeats or new speech
 DEFAULT_CLIPS = ["synth_dialogue_clean.wav", "jfk.flac"]

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import (  # noqa: E402
+from tests.support import (  # noqa: E402
     chunked,
     corpus_errors,
     finals,

@@ -39,8 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "app"))  # hws, where the project is not installed (the device machine)
 
-import scripts.bench  # noqa: E402
-from scripts.bench import (  # noqa: E402
+from scripts.benchlib import (  # noqa: E402
     TAIL_SILENCE_S,
     StreamRecord,
     rotation,
@@ -48,7 +47,7 @@ from scripts.bench import (  # noqa: E402
     silence,
     stream_figures,
 )
-from tests.helpers import RATE, ServerProcess  # noqa: E402
+from tests.support import RATE, ServerProcess  # noqa: E402
 
 CONCURRENCY = 16  # recordings streamed at once in the accuracy phase
 CAPACITY_STEPS = (16, 32, 64, 96)
@@ -57,7 +56,7 @@ CAPACITY_P95_LATENCY_S = 3.0  # bench.py's pass line
 
 
 def pack(out: Path, limit: int) -> None:
-    from tests.helpers import real_audio, real_manifest, to_pcm16
+    from tests.support import real_audio, real_manifest, to_pcm16
 
     rows = real_manifest(limit)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,12 +127,19 @@ def thread_cpu_seconds(pid: int) -> dict[str, Any]:
 
 
 def device_phase(
-    model: str, device: str, env: dict[str, str], audios: dict[str, bytes], steps: Sequence[int], label: str
+    model: str,
+    device: str,
+    env: dict[str, str],
+    audios: dict[str, bytes],
+    steps: Sequence[int],
+    label: str,
+    results_dir: Path,
 ) -> dict[str, Any]:
+    """One server on `device`: the accuracy phase, then the capacity steps; its log is results_dir/logs/<label>.log."""
     names = list(audios)
     padded = [audios[name] + silence(TAIL_SILENCE_S) for name in names]
     args = ["--model", model, "--device", device, "--max-streams", str(max([*steps, CONCURRENCY]) + 4)]
-    log_path = scripts.bench.RESULTS_DIR / "logs" / f"{label}.log"
+    log_path = results_dir / "logs" / f"{label}.log"
     # One connection per stream, however long (bench.py's servers do the same).
     with ServerProcess(args=["--max-stream-age-s", "0", *args], env=env, log_path=log_path).start() as server:
         loaded = log_events(server, "model_loaded", "cuda_unusable")
@@ -183,7 +189,6 @@ def run(
 ) -> None:
     import ctranslate2
 
-    scripts.bench.RESULTS_DIR = out.parent  # the servers' logs: out's folder/logs/<phase>.log
     result: dict[str, Any] = {
         "ctranslate2": ctranslate2.__version__,
         "cuda_devices": ctranslate2.get_cuda_device_count(),
@@ -202,13 +207,14 @@ def run(
         device, env = phase_spec(spec)
         label = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec)
         phase_steps = steps if device != "cpu" else ()  # capacity is the GPU's figure
-        result["phases"][spec] = device_phase(model, device, env, audios, phase_steps, label)
+        # The servers' logs: out's folder/logs/<phase>.log.
+        result["phases"][spec] = device_phase(model, device, env, audios, phase_steps, label, out.parent)
         out.write_text(json.dumps(result, indent=1))  # what ran so far, should a later phase not finish
     print(f"wrote {out}")
 
 
 def report(results: Path, audio_dir: Path) -> None:
-    from tests.helpers import corpus_errors
+    from tests.support import corpus_errors
 
     result = json.loads(results.read_text())
     refs = json.loads((audio_dir / "references.json").read_text())

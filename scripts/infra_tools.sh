@@ -9,10 +9,10 @@
 #                  `prometheus` server binary is used too: tests/infra/test_infra_live_metrics.py
 #                  runs it against a live server.
 #   haproxy        Debian package `haproxy`, pinned to bookworm's 2.6 series (apt-get; needs root):
-#                  the L7 load balancer that stands in for the ALB in tests/test_lb_lifecycle_e2e.py
+#                  the L7 load balancer that stands in for the ALB in tests/e2e/test_lb_lifecycle_e2e.py
 #                  (the test skips, saying so, without it).
 #   espeak-ng      Debian package `espeak-ng`, pinned to bookworm's 1.51 (apt-get; needs root): speaks the
-#                  non-English test speech of tests/test_languages_e2e.py (the test skips, saying so, without
+#                  non-English test speech of tests/e2e/test_languages_e2e.py (the test skips, saying so, without
 #                  it). Pinned because the tests detect languages in what this version says.
 #
 # Re-running is cheap: a venv is only (re)installed when its constraints file changed.

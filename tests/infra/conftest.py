@@ -8,6 +8,10 @@ promtool comes from the Debian `prometheus` package. `scripts/infra_tools.sh`
 
 Missing tools fail the tests with a pointer to that script. Set
 HWS_SKIP_MISSING_INFRA_TOOLS=1 to turn that into explicit skips instead.
+
+The live checks (test_infra_live_metrics.py, the live part of test_infra_observability.py) run the real
+server on the evaluation audio: `server` and `live_server` come from tests/support/fixtures.py, as in
+tests/e2e, and fail (never skip) where the evaluation audio is missing.
 """
 
 from __future__ import annotations
@@ -22,12 +26,16 @@ from typing import Any
 
 import pytest
 
+from tests.support.fixtures import live_server, server
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = Path(__file__).resolve().parent
 TERRAFORM_DIR = REPO_ROOT / "terraform"
 
 INFRA_VENV = Path(os.environ.get("HWS_INFRA_VENV", REPO_ROOT / ".venv-infra"))
 CHECKOV_VENV = Path(os.environ.get("HWS_CHECKOV_VENV", REPO_ROOT / ".venv-checkov"))
+
+__all__ = ["live_server", "server"]  # the shared server fixtures, for the live checks
 
 
 def missing_tool(what: str) -> None:

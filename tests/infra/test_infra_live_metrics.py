@@ -26,9 +26,10 @@ import pytest
 
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.server import emf
-from tests.helpers import ROOT, ServerProcess, free_port, stream, stream_clip, streaming_config
 from tests.infra.conftest import missing_tool
 from tests.infra.promql import Prometheus, with_bool
+from tests.support import ROOT, ServerProcess, free_port, stream, stream_clip, streaming_config
+from tests.support.fixtures import require_eval_audio
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "emf.schema.json"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "hws.json"
@@ -94,6 +95,7 @@ def real_time_load(address: str) -> list[BaseException]:
 
 @pytest.fixture(scope="module")
 def load_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadRun]:
+    require_eval_audio()
     args = ["--emf-interval-s", str(EMF_INTERVAL_S), "--max-streams", str(MAX_STREAMS), "--emf-service", "hws-test"]
     workdir = tmp_path_factory.mktemp("live")
     server = SplitServer(args=args).start(workdir)

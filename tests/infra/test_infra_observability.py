@@ -3,7 +3,7 @@
 Static part: the Grafana dashboard is valid JSON with the expected panels, and every
 metric name it or the alert rules query belongs to the service contract.
 Live part: every such name exists in the real /metrics of a running server (fixture
-`live_server` from tests/conftest.py, already exercised with one transcribed stream).
+`live_server` from tests/support/fixtures.py, already exercised with one transcribed stream).
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def test_queried_metrics_exist_on_live_server(request: pytest.FixtureRequest, qu
     try:
         server = request.getfixturevalue("live_server")
     except pytest.FixtureLookupError:
-        pytest.skip("NOT RUN: fixture `live_server` (tests/conftest.py) is not available in this checkout")
+        pytest.skip("NOT RUN: fixture `live_server` (tests/support/fixtures.py) is not available in this checkout")
     with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
         text = response.read().decode("utf-8")
     samples = {
