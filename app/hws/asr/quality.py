@@ -102,7 +102,7 @@ def without_invented_sign_off(words: list[_ScoredWord]) -> list[_ScoredWord]:
 
     Whisper's best-known invention is a short sign-off after the speech ("Thank you.", "Okay.",
     "Thanks."); on real recordings those words come with far lower probabilities than real last words
-    (README, "No words where nobody spoke", gives the figures).
+    (docs/interface.md, "No words where nobody spoke", gives the figures).
     """
     ends = [i for i, w in enumerate(words[:-1]) if w.word.strip().endswith(_SENTENCE_END)]
     if not ends:

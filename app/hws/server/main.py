@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.configure(settings.log_format, settings.log_level)
     # numpy's BLAS (OpenBLAS in its wheels) starts a thread per core, which busy-wait between the small
     # matrix products of each decode's features: decodes already run one per core on a CPU and one
-    # batch at a time on a GPU, so those threads only burn CPU (README, Benchmarks).
+    # batch at a time on a GPU, so those threads only burn CPU (docs/benchmarks.md).
     threadpool_limits(limits=1, user_api="blas")
     blas = {lib["internal_api"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     log.info(

@@ -16,7 +16,7 @@ are, so what one caller can make it hold must be small:
 A call may send any number of requests: each is answered from the descriptors already in memory,
 and the next is read only once the answer has been handed to the connection, which waits while the
 client is not reading (HTTP/2 flow control). A client that sends requests and never reads the
-answers stops being read once the flow-control windows are full (README, Interface, gives the
+answers stops being read once the flow-control windows are full (docs/interface.md gives the
 measured figure), as on any other call; one that reads them costs what as many separate calls would.
 """
 

@@ -103,7 +103,7 @@ def resolve_device(requested: str) -> str:
 
 def resolve_batch_size(requested: int, device: str) -> int:
     # On a CPU one encoder pass already saturates the cores, so batching gains nothing there
-    # (scripts/bench_encoder_window.py; the figures are in the README, Benchmarks).
+    # (scripts/bench_encoder_window.py; the figures are in docs/benchmarks.md).
     if requested:
         return requested
     return 8 if device == "cuda" else 1
@@ -117,7 +117,7 @@ def resolve_workers(requested: int, device: str) -> int:
     """Decodes that run at once. On a CPU, one per core, each on a single-threaded replica.
 
     A decoder step's operations are too small to share out between threads, so single-threaded
-    replicas decoding a job each get more done than one replica on every core (README, Benchmarks,
+    replicas decoding a job each get more done than one replica on every core (docs/benchmarks.md,
     gives the figures). A GPU gains from batching instead, with one worker.
     """
     if requested:
@@ -315,7 +315,7 @@ class WhisperBackend:
 
         The context is the stream's audio from the previous utterance on: offline Whisper hears the
         speech before an utterance in the same 30 s window, and on real speech that context saves
-        errors (README, Benchmarks). When the context did not work as context, the utterance is
+        errors (docs/benchmarks.md). When the context did not work as context, the utterance is
         decoded alone instead: the words kept do not cover the utterance (the model stopped after the
         context), or the model did not read the context as such (_misreads_context). Speech that
         really repeats the utterance before loses only the context.

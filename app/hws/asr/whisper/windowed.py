@@ -7,7 +7,7 @@ cross-attention at every token, goes to padding. CTranslate2's encoder takes any
 number of frames up to 3000, so this model encodes the audio plus a margin of
 silence instead; a margin of 30 s keeps the fixed window. The margin trades
 compute for accuracy: too small a margin makes Whisper read real speech twice
-(README, Benchmarks, gives the measured sweep).
+(docs/operations.md gives the 3 s and 15 s figures; scripts/bench_encoder_window.py measures more).
 """
 
 from __future__ import annotations
