@@ -1,7 +1,7 @@
 """The layers of app/hws run one way, read from the imports of every module (ast: no module is imported).
 
 server -> stream -> asr -> leaves; the client stands apart and shares only the leaves
-(docs: ARCHITECTURE, Layout). Every import counts: at the top, inside functions, under TYPE_CHECKING.
+(docs/development.md, Layout). Every import counts: at the top, inside functions, under TYPE_CHECKING.
 
 - hws.server.* may import server, stream, asr and the leaves;
 - hws.stream.* may import stream, asr and the leaves (never server or client);
