@@ -8,14 +8,14 @@ scheduler's own. Scheduling rules:
   single-threaded CTranslate2 replica; one on a GPU, which batches instead);
 - finals are never dropped; the final of the stream that used the least decode
   time lately runs first (a stream's own finals keep their order), and finals run
-  before partials unless the partial's stream used clearly less (see _pick): a
+  before partials unless the partial's stream used clearly less (JobQueue.pick, hws.asr.queue): a
   stream sending faster than real time, or audio that is costly to decode, waits
   for its own work, not others for it;
 - a backlogged stream (more than one final queued or running: its audio comes
   faster than it is decoded) runs on the workers left over after one for each open
   stream that keeps up, and always on at least one: a decode cannot be
   interrupted, so the worker a real-time stream's next final needs must not be
-  taken by another stream's backlog (see _backlog_has_room);
+  taken by another stream's backlog (JobQueue._backlog_has_room);
 - each stream has at most one queued partial: a newer one replaces it (the
   replaced future resolves to None), and a final from the stream removes it;
   queued partials run least recently served stream first, one per stream at a time;
@@ -31,10 +31,8 @@ scheduler's own. Scheduling rules:
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import dataclasses
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +42,7 @@ import numpy as np
 import structlog
 
 from hws import metrics
+from hws.asr.queue import Job, JobQueue
 from hws.asr.types import (
     Backend,
     Context,
@@ -72,53 +71,19 @@ class SchedulerSettings:
     decode_timeout_s: float
 
 
-@dataclasses.dataclass
-class Job:
-    """A request in the queue: the scheduler's own, never seen by the backend."""
-
-    request: DecodeRequest
-    future: concurrent.futures.Future[DecodeResult | None]
-    enqueued: float = dataclasses.field(default_factory=time.monotonic)
-
-    @property
-    def stream_id(self) -> str:
-        return self.request.stream_id
-
-    @property
-    def kind(self) -> JobKind:
-        return self.request.kind
-
-
-USAGE_DECAY_S = 30.0  # how long a stream's decode time counts against it when jobs are ordered
-PARTIAL_HANDICAP_S = 5.0  # decode seconds a partial's stream must have used less than a final's to go first
-
-
-def _decrement(counter: collections.Counter[str], key: str) -> None:
-    counter[key] -= 1
-    if counter[key] <= 0:
-        del counter[key]
-
-
 def _fail(job: Job, exc: BaseException) -> None:
     if not job.future.done():
         job.future.set_exception(exc)
 
 
 class Engine:
+    """The workers: `workers` threads that take batches off the JobQueue and run them on the backend, and a watchdog."""
+
     def __init__(self, settings: SchedulerSettings, backend: Backend) -> None:
         self.settings = settings
         self.backend = backend
         self.info: ModelInfo | None = None
-        self._lock = threading.Condition()
-        self._finals: collections.deque[Job] = collections.deque()
-        self._partials: dict[str, Job] = {}  # stream id -> its one queued partial, insertion ordered
-        self._partials_running: set[str] = set()  # streams with a partial being decoded
-        self._partial_served: dict[str, float] = {}  # stream id -> when its last partial started decoding
-        self._usage: dict[str, tuple[float, float]] = {}  # stream id -> (decayed decode seconds, as of when)
-        self._open_finals: collections.Counter[str] = collections.Counter()  # stream id -> finals queued or running
-        self._taken: collections.Counter[str] = collections.Counter()  # stream id -> its jobs on a worker now
-        self._streams: set[str] = set()  # streams that submitted work and have not closed
-        self._stopping = False
+        self._queue = JobQueue(settings.batch_wait_ms, settings.partial_max_age_s)
         self._threads: list[threading.Thread] = []
         self.max_batch_size = 1
         self.workers = 1
@@ -131,8 +96,8 @@ class Engine:
         """Load the backend's model (blocking; call from a thread) and start the workers."""
         started = time.monotonic()
         info = self.backend.load()
-        self.workers = self.backend.workers
-        self.max_batch_size = self.backend.max_batch_size
+        self.workers = self._queue.workers = self.backend.workers
+        self.max_batch_size = self._queue.max_batch_size = self.backend.max_batch_size
         self.info = info
         elapsed = time.monotonic() - started
         metrics.MODEL_LOAD_SECONDS.set(elapsed)
@@ -166,9 +131,8 @@ class Engine:
         return bool(self._stalled)
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
+        for job in self._queue.stop():
+            _fail(job, EngineNotReady("the engine stopped"))
         for thread in self._threads:
             thread.join(timeout=5)
 
@@ -192,163 +156,23 @@ class Engine:
         padding_s = self.settings.encoder_padding_s if final else self.settings.partial_encoder_padding_s
         request = DecodeRequest(stream_id, kind, audio, options, padding_s, context if final else None, silence_after)
         job = Job(request, concurrent.futures.Future())
-        with self._lock:
-            if self._stopping:
-                raise EngineNotReady("the engine is stopping")
-            self._streams.add(stream_id)
-            if kind is JobKind.FINAL:
-                self._drop_partial(stream_id)  # its utterance has ended; the final supersedes it
-                self._finals.append(job)
-                self._open_finals[stream_id] += 1
-            else:
-                self._drop_partial(stream_id)
-                self._partials[stream_id] = job
-            self._update_depth()
-            self._lock.notify()
+        self._queue.put(job)
         return job.future
 
     def has_idle_worker(self) -> bool:
         """Whether a worker would have nothing to do right now."""
-        with self._lock:
-            return len(self._running) + len(self._finals) + len(self._ready_partials()) < self.workers
+        return self._queue.has_idle_worker(len(self._running))
 
     def close_stream(self, stream_id: str) -> None:
         """The stream is gone: its queued partial will never be read."""
-        with self._lock:
-            self._drop_partial(stream_id)
-            self._partial_served.pop(stream_id, None)
-            self._usage.pop(stream_id, None)
-            self._streams.discard(stream_id)
-            self._update_depth()
-            self._lock.notify_all()  # the workers it kept for itself are free for backlogs now
-
-    def _drop_partial(self, stream_id: str) -> None:
-        old = self._partials.pop(stream_id, None)
-        if old is not None:
-            old.future.set_result(None)
-            metrics.PARTIALS_DROPPED.inc()
-
-    def _update_depth(self) -> None:
-        metrics.QUEUE_DEPTH.labels(kind="final").set(len(self._finals))
-        metrics.QUEUE_DEPTH.labels(kind="partial").set(len(self._partials))
+        self._queue.close_stream(stream_id)
 
     # -- worker -----------------------------------------------------------
-    def _ready_partials(self) -> list[str]:
-        """Streams whose queued partial may run.
-
-        A stream's next partial waits while its last one is decoded: the newer audio supersedes it, and
-        another worker serves another stream meanwhile. Ordered least recently served, not first queued
-        (see _pick): a stream's partial is replaced every partial interval, so queue order would keep
-        sending the busiest streams to the back.
-        """
-        return [stream_id for stream_id in self._partials if stream_id not in self._partials_running]
-
-    def _runnable(self) -> bool:
-        """Whether a queued job may take a worker now (callers hold the lock)."""
-        room = self._backlog_has_room()
-        return any(self._may_run(job.stream_id, room) for job in self._finals) or any(
-            self._may_run(stream_id, room) for stream_id in self._ready_partials()
-        )
-
-    def _next_batch(self) -> list[Job]:
-        """Up to max_batch_size jobs, in the order of _pick."""
-        with self._lock:
-            while not self._runnable() and not self._stopping:
-                self._lock.wait()
-            wait_s = self.settings.batch_wait_ms / 1000
-            if wait_s and not self._stopping and len(self._finals) + len(self._partials) < self.max_batch_size:
-                # Wait briefly for company: another stream's job may be about to arrive.
-                deadline = time.monotonic() + wait_s
-                while len(self._finals) + len(self._partials) < self.max_batch_size and not self._stopping:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._lock.wait(remaining)
-            batch: list[Job] = []
-            now = time.monotonic()
-            while len(batch) < self.max_batch_size and (job := self._pick(now)) is not None:
-                batch.append(job)
-            self._update_depth()
-            return batch
-
-    def _pick(self, now: float) -> Job | None:
-        """Take the next job off the queues (callers hold the lock).
-
-        The first queued final of the stream that used the least decode time lately, unless a partial's
-        stream used less by more than PARTIAL_HANDICAP_S: among streams of similar use finals go first,
-        but a stream flooding the queue with finals does not stop everyone else's partials. Partials of
-        the streams within that margin of the lightest go least recently served first. Jobs of
-        backlogged streams wait while their share of the workers is taken (_backlog_has_room).
-        """
-        firsts: dict[str, Job] = {}
-        for job in self._finals:
-            firsts.setdefault(job.stream_id, job)
-        room = self._backlog_has_room()
-        finals = [job for job in firsts.values() if self._may_run(job.stream_id, room)]
-        final = min(finals, key=lambda job: (self._used(job.stream_id, now), job.enqueued), default=None)
-        for stream_id in self._ready_partials():
-            if now - self._partials[stream_id].enqueued > self.settings.partial_max_age_s:
-                self._drop_partial(stream_id)  # stale: the queue cannot keep up
-        ready = [stream_id for stream_id in self._ready_partials() if self._may_run(stream_id, room)]
-        if ready:
-            light = min(self._used(stream_id, now) for stream_id in ready) + PARTIAL_HANDICAP_S
-            stream_id = min(ready, key=lambda s: (self._used(s, now) > light, self._partial_served.get(s, 0.0)))
-            if final is None or self._used(stream_id, now) + PARTIAL_HANDICAP_S < self._used(final.stream_id, now):
-                self._partials_running.add(stream_id)
-                self._partial_served[stream_id] = now
-                self._taken[stream_id] += 1
-                return self._partials.pop(stream_id)
-        if final is not None:
-            self._finals.remove(final)
-            self._taken[final.stream_id] += 1
-        return final
-
-    def _backlogged(self, stream_id: str) -> bool:
-        """More than one final queued or running: the stream's audio comes faster than it is decoded."""
-        return self._open_finals[stream_id] > 1
-
-    def _may_run(self, stream_id: str, backlog_room: bool) -> bool:
-        """Whether a job of this stream may take a worker now; `backlog_room` is _backlog_has_room()."""
-        return backlog_room or not self._backlogged(stream_id)
-
-    def _backlog_has_room(self) -> bool:
-        """Whether a backlogged stream's job may take a worker now (callers hold the lock).
-
-        Backlogged streams together get the workers (batch places, on a GPU) left after one for each
-        open stream that keeps up, and at least one. CTranslate2 cannot interrupt a decode: without
-        this, a stream sending noise or continuous babble at 50x real time fills every worker with 25 s
-        finals, and a real-time stream's next final waits for one of them to end. A lone backlogged
-        stream (a file streamed fast) still gets every worker.
-        """
-        keeping_up = sum(1 for s in self._streams if not self._backlogged(s))
-        share = max(1, self.workers * self.max_batch_size - keeping_up)  # in jobs: a GPU worker runs batches
-        return sum(n for s, n in self._taken.items() if self._backlogged(s)) < share
-
-    def _used(self, stream_id: str, now: float | None = None) -> float:
-        """A stream's decode seconds, each weighing less as it ages (time constant USAGE_DECAY_S)."""
-        seconds, since = self._usage.get(stream_id, (0.0, 0.0))
-        return seconds * math.exp(-((now or time.monotonic()) - since) / USAGE_DECAY_S)
-
-    def _charge(self, stream_id: str, seconds: float) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._usage[stream_id] = (self._used(stream_id, now) + seconds, now)
-
-    def _done(self, batch: list[Job]) -> None:
-        with self._lock:
-            for job in batch:
-                _decrement(self._taken, job.stream_id)
-                if job.kind is JobKind.PARTIAL:
-                    self._partials_running.discard(job.stream_id)
-                else:
-                    _decrement(self._open_finals, job.stream_id)
-            self._lock.notify_all()  # a job that waited for this one may run now
-
     def _run(self) -> None:
         while True:
-            batch = self._next_batch()
+            batch = self._queue.next_batch()
             if not batch:
-                if self._stopping:
+                if self._queue.stopping:
                     break
                 continue
             jobs = [job for job in batch if job.future.set_running_or_notify_cancel()]
@@ -356,14 +180,7 @@ class Engine:
                 if jobs:
                     self._run_batch(jobs)
             finally:
-                self._done(batch)
-        # Stopping: nothing queued may hang its stream.
-        with self._lock:
-            pending = list(self._finals) + list(self._partials.values())
-            self._finals.clear()
-            self._partials.clear()
-        for job in pending:
-            _fail(job, EngineNotReady("the engine stopped"))
+                self._queue.done(batch)
 
     def _watch(self) -> None:
         """Fail the streams of a decode that runs too long, and report the engine stalled until it returns.
@@ -373,7 +190,7 @@ class Engine:
         orchestrator can replace the task if the decode never returns.
         """
         limit = self.settings.decode_timeout_s
-        while not self._stopping:
+        while not self._queue.stopping:
             time.sleep(min(1.0, limit / 4))
             for worker, (started, jobs) in list(self._running.items()):
                 if worker in self._stalled or time.monotonic() - started <= limit:
@@ -440,7 +257,7 @@ class Engine:
                 seconds=round(timing.seconds, 3),
                 temperature=result.quality.temperature,
             )
-            self._charge(job.stream_id, timing.seconds)
+            self._queue.charge(job.stream_id, timing.seconds)
             metrics.DECODE_SECONDS.labels(kind=kind).observe(timing.seconds)
             metrics.DECODED_AUDIO_SECONDS.labels(kind=kind).inc(timing.audio_s)
             if not job.future.done():  # the watchdog may have given up on it
