@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import EVAL_DIR, ROOT, ServerProcess, manifest, wer
+from tests.support.packaging import build_wheel
 
 # Slow: a cold pip cache downloads about 60 MB of wheels, more than the suite's 300 s per test may allow.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -40,17 +40,6 @@ def run(venv: Path, command: str, *args: str, timeout: float = 120) -> subproces
     return subprocess.run(
         [str(venv / "bin" / command), *args], capture_output=True, text=True, cwd=venv, env=ENV, timeout=timeout
     )
-
-
-def build_wheel(folder: Path) -> Path:
-    source = folder / "src"
-    shutil.copytree(ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "--quiet"]
-    subprocess.run([*command, "--wheel-dir", str(folder / "dist"), str(source)], check=True, timeout=120)
-    (wheel,) = (folder / "dist").glob("*.whl")
-    return wheel
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,14 @@ venv's own setuptools (no build isolation, no index), so the test needs no regis
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
-from tests.support import ROOT
+from tests.support.packaging import build_wheel
 
 
 def test_the_wheel_installs_only_hws(tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    shutil.copytree(ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "--quiet"]
-    subprocess.run([*command, "--wheel-dir", str(tmp_path / "dist"), str(source)], check=True, timeout=120)
-    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    wheel = build_wheel(tmp_path)
 
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
