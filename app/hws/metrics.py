@@ -74,6 +74,9 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
 )
 QUEUE_DEPTH = Gauge("hws_queue_depth", "Decode jobs waiting, by kind.", ("kind",))
+SCHEDULER_STREAMS = Gauge(
+    "hws_scheduler_streams", "Streams the decode scheduler keeps accounts for: open streams that sent work."
+)
 PARTIALS_DROPPED = Counter(
     "hws_partials_dropped_total", "Partial decodes dropped because a newer one or the final replaced them."
 )

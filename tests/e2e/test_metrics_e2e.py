@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.support import (
+    STREAMING_CALL_LABELS,
     MetricsDelta,
     ServerProcess,
     chunked,
@@ -14,11 +15,7 @@ from tests.support import (
     streaming_config,
 )
 
-STREAM = {
-    "grpc_type": "bidi_stream",
-    "grpc_service": "hws.transcriber.v1.Transcriber",
-    "grpc_method": "StreamingTranscribe",
-}
+STREAM = STREAMING_CALL_LABELS
 
 
 def test_stream_counted_like_go_grpc_prometheus(live_server: ServerProcess) -> None:

@@ -58,6 +58,7 @@ from tests.support.server import (
     proc_cpu_seconds,
 )
 from tests.support.streaming import (
+    STREAMING_CALL_LABELS,
     expected_utterances,
     final_text,
     finals,
@@ -75,6 +76,7 @@ __all__ = [
     "RATE",
     "REAL_DIR",
     "ROOT",
+    "STREAMING_CALL_LABELS",
     "Errors",
     "FakeBackend",
     "JoinedSpeech",

@@ -75,3 +75,11 @@ def expected_utterances(pcm: bytes) -> list[str]:
     segmenter = Segmenter(VadParams())
     events = segmenter.feed(samples) + segmenter.finish()
     return [f"u{e.start * 1000 // TARGET_RATE}" for e in events if isinstance(e, SpeechEnd)]
+
+
+# The labels of the streaming call's series in grpc_server_* (go-grpc-prometheus's).
+STREAMING_CALL_LABELS = {
+    "grpc_type": "bidi_stream",
+    "grpc_service": "hws.transcriber.v1.Transcriber",
+    "grpc_method": "StreamingTranscribe",
+}

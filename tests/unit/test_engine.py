@@ -150,3 +150,42 @@ def test_a_backlogged_stream_gets_only_the_workers_left_by_the_streams_that_keep
     assert backend.running["flood"] == 2
     backend.release("flood")
     assert [f.result(timeout=5).text for f in flood] == ["flood"] * 4
+
+
+@pytest.mark.parametrize("kind", [JobKind.PARTIAL, JobKind.FINAL])
+@pytest.mark.parametrize("state", ["queued", "running", "done"])
+def test_a_client_cancel_in_any_state_of_its_jobs_leaves_no_trace_of_the_stream(
+    make_engine: Any, kind: JobKind, state: str
+) -> None:
+    """What Session.close does when a client goes away: cancel its futures, then close the stream."""
+    engine, backend = make_engine(workers=2)
+    blockers = [busy(engine, backend, "busy-1"), busy(engine, backend, "busy-2")] if state == "queued" else []
+    if state == "running":
+        backend.hold("gone")
+    future = engine.submit("gone", kind, SECOND, OPTIONS)
+    if state == "running":
+        assert backend.started.acquire(timeout=5)
+    if state == "done":
+        assert future.result(timeout=5) is not None
+        assert backend.started.acquire(timeout=0)
+    future.cancel()
+    engine.close_stream("gone")  # raised InvalidStateError for a cancelled queued partial, and kept the stream
+    for stream_id in list(backend._gates):
+        backend.release(stream_id)
+    for blocker in blockers:
+        assert blocker.result(timeout=5) is not None
+    for stream_id in ("busy-1", "busy-2"):
+        engine.close_stream(stream_id)
+    deadline = time.monotonic() + 5
+    while engine.records_of("gone") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.records_of("gone") == []
+    while backend.started.acquire(timeout=0.2):
+        pass
+    # A lone backlogged stream (a file sent fast) gets every worker again: nothing counts "gone" as keeping up.
+    backend.hold("fast")
+    fast = [engine.submit("fast", JobKind.FINAL, SECOND, OPTIONS) for _ in range(3)]
+    assert backend.started.acquire(timeout=5) and backend.started.acquire(timeout=5)
+    assert backend.running["fast"] == 2
+    backend.release("fast")
+    assert [f.result(timeout=5).text for f in fast] == ["fast"] * 3

@@ -105,12 +105,14 @@ class JobQueue:
     def _drop_partial(self, stream_id: str) -> None:
         old = self._partials.pop(stream_id, None)
         if old is not None:
-            old.future.set_result(None)
+            if not old.future.done():  # the session may have cancelled it already (its client went away)
+                old.future.set_result(None)
             metrics.PARTIALS_DROPPED.inc()
 
     def _update_depth(self) -> None:
         metrics.QUEUE_DEPTH.labels(kind="final").set(len(self._finals))
         metrics.QUEUE_DEPTH.labels(kind="partial").set(len(self._partials))
+        metrics.SCHEDULER_STREAMS.set(len(self._streams))
 
     def _ready_partials(self) -> list[str]:
         """Streams whose queued partial may run.
@@ -211,7 +213,23 @@ class JobQueue:
     def charge(self, stream_id: str, seconds: float) -> None:
         now = time.monotonic()
         with self._lock:
-            self._usage[stream_id] = (self._used(stream_id, now) + seconds, now)
+            if stream_id in self._streams:  # a decode that ends after its stream closed leaves no account behind
+                self._usage[stream_id] = (self._used(stream_id, now) + seconds, now)
+
+    def records_of(self, stream_id: str) -> list[str]:
+        """The names of the records that still hold the stream: none once it closed and its jobs ended."""
+        with self._lock:
+            records = {
+                "streams": stream_id in self._streams,
+                "finals": any(job.stream_id == stream_id for job in self._finals),
+                "partials": stream_id in self._partials,
+                "partials_running": stream_id in self._partials_running,
+                "partial_served": stream_id in self._partial_served,
+                "usage": stream_id in self._usage,
+                "open_finals": stream_id in self._open_finals,
+                "taken": stream_id in self._taken,
+            }
+        return [name for name, held in records.items() if held]
 
     def done(self, batch: list[Job]) -> None:
         with self._lock:

@@ -167,6 +167,10 @@ class Engine:
         """The stream is gone: its queued partial will never be read."""
         self._queue.close_stream(stream_id)
 
+    def records_of(self, stream_id: str) -> list[str]:
+        """What the scheduler still holds of a stream (JobQueue.records_of): empty once it is gone."""
+        return self._queue.records_of(stream_id)
+
     # -- worker -----------------------------------------------------------
     def _run(self) -> None:
         while True:

@@ -124,9 +124,9 @@ class Session:
             failure = StreamFailure(FailureCode.INTERNAL, f"reading the stream failed: {type(exc).__name__}")
         finally:
             stop_wait.cancel()
-            if next_chunk is not None and not next_chunk.done():
-                # Cancelled mid-read (the client went away): the read's outcome is nobody's business,
-                # and unretrieved it would be logged as "Task exception was never retrieved".
+            if next_chunk is not None:
+                # Cancelled mid-read (the client went away), maybe just as the read ended: its outcome is
+                # nobody's business, and unretrieved it would be logged as "Task exception was never retrieved".
                 next_chunk.cancel()
                 next_chunk.add_done_callback(lambda future: future.cancelled() or future.exception())
         try:
