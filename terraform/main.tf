@@ -56,6 +56,7 @@ module "render" {
   max_stream_age_s         = var.max_stream_age_s
   max_stream_age_overrun_s = var.max_stream_age_overrun_s
   emf_interval_s           = var.emf_interval_s
+  metrics_scraped          = length(var.metrics_allowed_cidrs) > 0
   model_load_budget_s      = var.model_load_budget_s
   aws_region               = var.region
   log_group_name           = local.log_group_name

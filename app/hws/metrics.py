@@ -31,7 +31,7 @@ GRPC_HANDLING_SECONDS = Histogram(
 ACTIVE_STREAMS = Gauge("hws_active_streams", "Streams open now.")
 AUDIO_RECEIVED_SECONDS = Counter("hws_audio_received_seconds_total", "Seconds of audio received from clients.")
 UTTERANCES = Counter(
-    "hws_utterances_total", "Utterances ended, by outcome (transcribed, too_short, empty).", ("outcome",)
+    "hws_utterances_total", "Utterances ended, by outcome (transcribed, too_short, tonal, empty).", ("outcome",)
 )
 # The latency metrics count results sent, the same times as each SpeechResult's `timing` (see the proto).
 FINAL_LATENCY = Histogram(

@@ -8,6 +8,7 @@ RPC kinds (the Transcriber service has no client-streaming method).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -25,7 +26,13 @@ from hws.gen.compat import audio_transcriber_pb2 as compat_pb
 from hws.gen.compat import audio_transcriber_pb2_grpc as compat_grpc
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from hws.server.auth import UNAUTHENTICATED_MESSAGE, ApiKeyInterceptor, api_keys, load_api_keys
+from hws.server.auth import (
+    REFUSALS_LOGGED_IN_FULL,
+    UNAUTHENTICATED_MESSAGE,
+    ApiKeyInterceptor,
+    api_keys,
+    load_api_keys,
+)
 from tests.support import EVAL_DIR, ROOT, ServerProcess, chunked, clip_pcm16, final_text, requests, streaming_config
 
 KEYS = [secrets.token_urlsafe(24), secrets.token_urlsafe(24)]
@@ -119,8 +126,14 @@ def test_health_checks_need_no_key(auth_server: ServerProcess) -> None:
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=10)
         assert next(iter(watch)).status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()
+        # Serving or not is all a caller without a key learns: Ready answers OK with the model and device
+        # left empty; with a valid key it names them.
         ready = pb_grpc.TranscriberStub(channel).Ready(pb.ReadyRequest(), timeout=10)
-        assert ready.model
+        assert ready == pb.ReadyResponse()
+        wrong = pb_grpc.TranscriberStub(channel).Ready(pb.ReadyRequest(), timeout=10, metadata=[("x-api-key", WRONG)])
+        assert wrong == pb.ReadyResponse()
+        keyed = pb_grpc.TranscriberStub(channel).Ready(pb.ReadyRequest(), timeout=10, metadata=auth_metadata(KEYS[0]))
+        assert keyed.model == "tiny.en-embedded" and keyed.device == "cpu"
         compat = compat_grpc.HealthCheckServiceStub(channel).Check(compat_pb.HealthCheckRequest(), timeout=10)
         assert compat.status_code == 12
 
@@ -144,6 +157,29 @@ def test_refusals_are_logged_without_keys(auth_server: ServerProcess) -> None:
     log = auth_server.log()
     assert '"event": "unauthenticated"' in log and '"key_sent": true' in log
     assert not any(key in log for key in [*KEYS, WRONG])
+
+
+def test_refusal_log_is_bounded_and_summarised(tmp_path: Path) -> None:
+    """A flood of calls without a key logs the first few refusals in full, then one summary line with the count
+    (at the end of each minute, or when the server stops) instead of a line per call."""
+    calls = 300
+    flooded = ServerProcess(env={"HWS_API_KEYS": KEYS[0]}).start(tmp_path)
+    try:
+        with grpc.insecure_channel(flooded.address) as channel:
+            stub = pb_grpc.TranscriberStub(channel)
+            for number in range(calls):
+                metadata = [("x-api-key", WRONG)] if number % 2 else None
+                _refused(lambda md=metadata: stub.Transcribe(pb.TranscribeRequest(), timeout=10, metadata=md))
+    finally:
+        assert flooded.stop() == 0
+    events = [json.loads(line) for line in flooded.log().splitlines()]
+    full = [event for event in events if event["event"] == "unauthenticated"]
+    summaries = [event for event in events if event["event"] == "unauthenticated_suppressed"]
+    assert 1 <= len(full) <= REFUSALS_LOGGED_IN_FULL, len(full)
+    assert 1 <= len(summaries) <= 3, summaries  # one a minute and one at the stop; the flood takes seconds
+    assert len(full) + sum(summary["count"] for summary in summaries) == calls, summaries
+    assert summaries[-1]["peers"] == {"ipv4:127.0.0.1": summaries[-1]["count"]}
+    assert not any(key in flooded.log() for key in [*KEYS, WRONG])
 
 
 def test_env_keys_and_fail_closed_startup(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ def test_request_with_nothing_set(server: ServerProcess) -> None:
         ({"audio_channel_count": 6}, "audio_channel_count must be 1 or 2"),
         ({"language": "fr"}, "English-only"),
         ({"language": "xx"}, "unknown language code"),
+        ({"language": "\u212am"}, "unknown language code"),  # a Kelvin sign, which lower() made Khmer's "km"
         ({"vad_aggressiveness": 4}, "vad_aggressiveness must be 0-3"),
         ({"endpoint_silence_ms": 50}, "endpoint_silence_ms must be 100-5000"),
         ({"max_utterance_s": 45}, "max_utterance_s must be 1-30"),

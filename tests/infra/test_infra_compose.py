@@ -81,6 +81,11 @@ def test_ports_published_on_loopback_only(compose: dict[str, Any]) -> None:
             assert host_ip in loopback, f"{name}: {port} is published on every interface"
 
 
+def test_metrics_listen_where_prometheus_scrapes_them(compose: dict[str, Any]) -> None:
+    """The server's /metrics default is loopback; Prometheus scrapes hws:8000 from its own container."""
+    assert compose["document"]["services"]["hws"]["environment"]["HWS_METRICS_HOST"] == "0.0.0.0"
+
+
 def test_grafana_logs_to_console(compose: dict[str, Any]) -> None:
     grafana = compose["document"]["services"]["grafana"]
     assert grafana["read_only"] is True

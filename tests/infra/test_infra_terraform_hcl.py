@@ -157,6 +157,14 @@ def test_streams_end_at_their_age_before_the_deregistration_delay_ends(tf: Any) 
         assert "var.max_stream_age_s + var.max_stream_age_overrun_s + 30" in str(render_vars[name]["validation"])
 
 
+def test_metrics_leave_loopback_only_where_a_scraper_is_let_in(tf: Any) -> None:
+    # /metrics has no authentication; nothing in AWS scrapes it unless metrics_allowed_cidrs lets one in.
+    assert tf.modules("")["render"]["metrics_scraped"] == "${length(var.metrics_allowed_cidrs) > 0}"
+    assert tf.variables("modules/render")["metrics_scraped"]["default"] is False
+    environment = tf.parsed["modules/render/main.tf"]["locals"][0]["environment_map"]
+    assert 'HWS_METRICS_HOST = var.metrics_scraped ? "0.0.0.0" : "127.0.0.1"' in environment
+
+
 def test_health_check_grace_sized_for_model_load(tf: Any) -> None:
     service = tf.resources("modules/service")["aws_ecs_service.this"]
     assert service["health_check_grace_period_seconds"] == "${var.health_check_grace_period_s}"

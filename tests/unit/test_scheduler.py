@@ -24,9 +24,9 @@ def test_the_stream_that_used_the_least_decode_time_is_served_first() -> None:
         engine._queue.done([job])
         return job.stream_id, job.kind
 
-    engine._queue.charge("flood", 20.0)  # a stream that kept the workers busy lately
     for _ in range(2):
         engine.submit("flood", JobKind.FINAL, audio, options)
+    engine._queue.charge("flood", 20.0)  # a stream that kept the workers busy lately
     engine.submit("captions", JobKind.PARTIAL, audio, options)
     engine.submit("other", JobKind.PARTIAL, audio, options)
     engine._queue.charge("other", 1.0)

@@ -15,20 +15,33 @@ authentication off.
 
 Exempt, because load balancers and container health checks send no
 credentials: grpc.health.v1 Check and Watch, Transcriber/Ready and the
-compatibility HealthCheckService/Check. Reflection is not exempt (turn it off
-with --reflection false if it must not be served at all).
+compatibility HealthCheckService/Check. They tell such a caller no more than a
+load balancer needs, serving or not: Ready answers a caller without a valid key
+with its model and device left empty (a valid key gets them). Reflection is not
+exempt (turn it off with --reflection false if it must not be served at all).
+
+Refusals are logged for abuse monitoring, but a flood must not flood the log:
+the first REFUSALS_LOGGED_IN_FULL of each REFUSAL_LOG_INTERVAL_S are logged one
+line each (`unauthenticated`), the rest are counted and summed up in one line
+(`unauthenticated_suppressed`: count, interval_s, the calls per peer address) at
+the end of that interval and when the server stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
 import structlog
+
+from hws.server.open_calls import peer_address
 
 ENV_KEYS = "HWS_API_KEYS"
 EXEMPT_METHODS = frozenset(
@@ -39,6 +52,11 @@ EXEMPT_METHODS = frozenset(
         "/HealthCheckService/Check",
     }
 )
+# Exempt, but what they answer a caller without a valid key is emptied: serving or not is all it learns.
+REDACTED_WITHOUT_KEY = frozenset({"/hws.transcriber.v1.Transcriber/Ready"})
+REFUSALS_LOGGED_IN_FULL = 10  # per interval; the rest are counted in one summary line
+REFUSAL_LOG_INTERVAL_S = 60.0
+MAX_SUMMARY_PEERS = 20  # peer addresses named in a summary; the others are counted under "other"
 # The same message for a missing and a wrong key: a caller learns nothing about which keys exist.
 UNAUTHENTICATED_MESSAGE = "missing or invalid API key; send 'authorization: Bearer <key>'"
 
@@ -104,13 +122,66 @@ def _presented_keys(metadata: Iterable[tuple[str, str | bytes]]) -> list[str | b
     return presented
 
 
+class RefusalLog:
+    """The refusals' log lines, bounded: `logged_in_full` lines per interval, then one summary with the count.
+
+    An interval starts at a refusal after the previous one ended. Called on the event loop only (every
+    refusal is), so it needs no lock; the summary is scheduled on that loop, and `flush` writes it early.
+    """
+
+    def __init__(
+        self,
+        logged_in_full: int = REFUSALS_LOGGED_IN_FULL,
+        interval_s: float = REFUSAL_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logged_in_full, self.interval_s, self._clock = logged_in_full, interval_s, clock
+        self._ends_at: float | None = None
+        self._logged = 0
+        self._suppressed: Counter[str] = Counter()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def refused(self, method: str, peer: str, key_sent: bool) -> None:
+        now = self._clock()
+        if self._ends_at is None or now >= self._ends_at:
+            self.flush()
+            self._ends_at, self._logged = now + self.interval_s, 0
+        if self._logged < self.logged_in_full:
+            self._logged += 1
+            # Logged for abuse monitoring; never the key itself.
+            log.info("unauthenticated", method=method, peer=peer, key_sent=key_sent)
+            return
+        address = peer_address(peer)
+        if address not in self._suppressed and len(self._suppressed) >= MAX_SUMMARY_PEERS:
+            address = "other"
+        self._suppressed[address] += 1
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, self._ends_at - now), self.flush)
+
+    def flush(self) -> None:
+        """Write the summary of the refusals not yet logged (if any), and end the interval."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._ends_at = None
+        if self._suppressed:
+            log.info(
+                "unauthenticated_suppressed",
+                count=sum(self._suppressed.values()),
+                interval_s=self.interval_s,
+                peers=dict(self._suppressed.most_common()),
+            )
+            self._suppressed.clear()
+
+
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
     """Refuses every non-exempt call without a valid key with UNAUTHENTICATED, for all four RPC kinds."""
 
-    def __init__(self, keys: Iterable[str]) -> None:
+    def __init__(self, keys: Iterable[str], refusals: RefusalLog | None = None) -> None:
         self._digests = [_digest(key) for key in keys]
         if not self._digests:
             raise ValueError("ApiKeyInterceptor needs at least one key")
+        self.refusals = refusals or RefusalLog()
 
     def authorized(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
         ok = False
@@ -127,16 +198,36 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
+        method = handler_call_details.method
         # An unknown method stays UNIMPLEMENTED: answering it would let callers mint metric labels at will.
-        if handler is None or handler_call_details.method in EXEMPT_METHODS:
+        if handler is None or (method in EXEMPT_METHODS and method not in REDACTED_WITHOUT_KEY):
             return handler
         metadata = handler_call_details.invocation_metadata
         if self.authorized(metadata):
             return handler
-        return _refusal(handler, handler_call_details.method, bool(_presented_keys(metadata or ())))
+        if method in REDACTED_WITHOUT_KEY:
+            return _redacted(handler)
+        return _refusal(handler, method, bool(_presented_keys(metadata or ())), self.refusals)
 
 
-def _refusal(handler: grpc.RpcMethodHandler, method: str, key_sent: bool) -> grpc.RpcMethodHandler:
+def _redacted(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A unary handler that answers as `handler` does (an error included), with every field of its reply empty."""
+    # In grpc.aio the behaviour is a coroutine function, which typeshed's (synchronous) types do not know.
+    behaviour: Any = handler.unary_unary
+    assert behaviour is not None, "only unary calls are redacted"
+
+    async def _answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        reply = await behaviour(request, context)
+        return type(reply)()
+
+    return grpc.unary_unary_rpc_method_handler(
+        _answer, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+    )
+
+
+def _refusal(
+    handler: grpc.RpcMethodHandler, method: str, key_sent: bool, refusals: RefusalLog
+) -> grpc.RpcMethodHandler:
     """A handler of the same kind that aborts at once.
 
     No request deserializer: an unauthenticated payload is never parsed (raw bytes reach _refuse, which
@@ -146,8 +237,7 @@ def _refusal(handler: grpc.RpcMethodHandler, method: str, key_sent: bool) -> grp
     """
 
     async def _refuse(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> None:
-        # Logged for abuse monitoring; never the key itself.
-        log.info("unauthenticated", method=method, peer=context.peer(), key_sent=key_sent)
+        refusals.refused(method, context.peer(), key_sent)
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
 
     serializer = handler.response_serializer

@@ -10,6 +10,7 @@ utterance's speech arrived and of when its result was sent.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -19,10 +20,10 @@ from hws.gen.compat import audio_transcriber_pb2 as compat_pb
 from hws.gen.compat import audio_transcriber_pb2_grpc as compat_grpc
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.server.readiness import ServingState
-from hws.server.rpc import parsed, rpc_scope
+from hws.server.rpc import StreamRefused, parsed, rpc_scope
 from hws.server.sessions import SessionFactory, run_session
 from hws.stream.intake import Arrivals
-from hws.stream.outputs import Result
+from hws.stream.outputs import KEEP_ALIVE, FailureCode, KeepAlive, Result
 
 SAMPLE_RATE = 16_000
 ORIGINAL_OK_STATUS = 12  # what the original Check always answered
@@ -47,16 +48,42 @@ class ArrivalClock:
         self._arrivals.forget(round(stream_s * SAMPLE_RATE))
 
 
-async def _pcm_chunks(requests: AsyncIterator[compat_pb.AudioRequest], clock: ArrivalClock) -> AsyncIterator[bytes]:
-    """Whole samples from a byte stream: the original protocol has no framing, so a sample may span messages."""
+async def _pcm_chunks(
+    first: compat_pb.AudioRequest, requests: AsyncIterator[compat_pb.AudioRequest], clock: ArrivalClock
+) -> AsyncIterator[bytes | KeepAlive]:
+    """Whole samples from a byte stream: the original protocol has no framing, so a sample may span messages.
+
+    A message with no whole sample (an empty keep-alive) becomes a KeepAlive: the client is there, so it
+    counts against the idle timeout, though not as audio (--min-audio-pace).
+    """
     carry = b""
-    async for request in requests:
+    request: compat_pb.AudioRequest | None = first
+    while request is not None:
         data = carry + request.audio_data
         whole = len(data) - len(data) % 2
         carry = data[whole:]
         if whole:
             clock.record(whole // 2)
             yield data[:whole]
+        else:
+            yield KEEP_ALIVE
+        request = await anext(requests, None)
+
+
+async def _first_message(requests: AsyncIterator[compat_pb.AudioRequest], timeout: float) -> compat_pb.AudioRequest:
+    """The call's first message: until it comes the call holds no stream slot (as the main interface's config)."""
+    try:
+        return await asyncio.wait_for(anext(requests), timeout)
+    except StopAsyncIteration:
+        raise _Ended from None
+    except TimeoutError:
+        raise StreamRefused(
+            FailureCode.IDLE_TIMEOUT, f"no audio received within {timeout:g} s of opening the stream"
+        ) from None
+
+
+class _Ended(Exception):
+    """The call ended before its first message: there is nothing to transcribe."""
 
 
 class AudioTranscriberCompat(compat_grpc.AudioTranscriberServiceServicer):
@@ -67,9 +94,19 @@ class AudioTranscriberCompat(compat_grpc.AudioTranscriberServiceServicer):
         self, request_iterator: AsyncIterator[compat_pb.AudioRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[compat_pb.TranscriptionResponse]:
         async with rpc_scope(context) as stream_id:
-            with self._sessions.open(stream_id, pb.RecognitionConfig(sample_rate_hz=SAMPLE_RATE)) as session:
+            self._sessions.state.check_ready()
+            requests = parsed(request_iterator)
+            try:
+                first = await _first_message(requests, self._sessions.settings.config_timeout_s)
+            except _Ended:
+                return
+            config = pb.RecognitionConfig(sample_rate_hz=SAMPLE_RATE)
+            # No age limit, unlike the main interface: the original protocol has no resume offset, so a
+            # stream ended at an age would lose its client's place. A stream still cannot hold its slot for
+            # ever: the idle timeout and --min-audio-pace end one that sends nothing or trickles.
+            with self._sessions.open(stream_id, config, peer=context.peer()) as session:
                 clock = ArrivalClock()
-                chunks = _pcm_chunks(parsed(request_iterator), clock)
+                chunks = _pcm_chunks(first, requests, clock)
                 idle_timeout_s = self._sessions.settings.stream_idle_timeout_s
                 async for output in run_session(session, chunks, idle_timeout_s, self._sessions.state.drain):
                     if isinstance(output, Result) and output.is_final and output.text:

@@ -6,6 +6,7 @@ extra `server`. Without them these commands say so in one line on stderr and exi
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -39,6 +40,10 @@ def _not_installed(command: str, exc: ModuleNotFoundError) -> NoReturn:
 
 
 def server() -> None:
+    # gRPC's C core logs to stderr in its own text format, outside the JSON log: a port in use added a
+    # line of its own to the one the server writes. Silenced before grpc is loaded (its C core reads the
+    # variable when it starts); set GRPC_VERBOSITY (ERROR, INFO, DEBUG) to see those lines again.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     try:
         from hws.server.main import main
     except ModuleNotFoundError as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 
 import grpc
@@ -100,8 +100,9 @@ class TranscriptionServer:
         self.sessions = SessionFactory(settings, self.engine, self.state)
         # The first interceptor is the outermost: metrics also count the calls the key check refuses.
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
-        if keys is not None:
-            interceptors.append(ApiKeyInterceptor(keys))
+        self.auth = ApiKeyInterceptor(keys) if keys is not None else None
+        if self.auth is not None:
+            interceptors.append(self.auth)
         self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         self._stopped = asyncio.Event()
         self._loader: asyncio.Task[None] | None = None
@@ -115,7 +116,12 @@ class TranscriptionServer:
             await self.health.set(service, status)
         metrics.READY.set(1 if serving else 0)
 
-    async def start(self) -> int:
+    async def start(self, starting: Mapping[str, object] | None = None) -> int:
+        """Bind both ports, log `starting` (these fields) once they are bound, then serve and load the model.
+
+        A port that cannot be bound raises StartupError before anything is logged: its one line is all
+        that a failed start writes on stderr.
+        """
         transcriber_pb2_grpc.add_TranscriberServicer_to_server(TranscriberServicer(self.sessions), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self._set_health(False)
@@ -144,6 +150,8 @@ class TranscriptionServer:
                 raise StartupError(
                     f"cannot serve metrics on {metrics_address[0]}:{metrics_address[1]}: {exc.strerror or exc}"
                 ) from None
+        if starting is not None:
+            log.info("starting", **starting)
         await self.server.start()
         log.info("listening", grpc_port=port, metrics_port=self.settings.metrics_port, version=version())
         self._loop = asyncio.get_running_loop()
@@ -209,6 +217,8 @@ class TranscriptionServer:
             self._emf.cancel()
         await asyncio.to_thread(self.engine.stop)
         await self.metrics_server.stop()
+        if self.auth is not None:  # the refusals not yet summed up in the log
+            self.auth.refusals.flush()
         log.info("stopped")
         self._stopped.set()
 
@@ -217,10 +227,13 @@ class TranscriptionServer:
 
 
 async def serve(
-    settings: Settings, keys: list[str] | None = None, credentials: grpc.ServerCredentials | None = None
+    settings: Settings,
+    keys: list[str] | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+    starting: Mapping[str, object] | None = None,
 ) -> None:
     server = TranscriptionServer(settings, keys, credentials)
-    await server.start()
+    await server.start(starting)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_drain)
@@ -247,15 +260,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     # batch at a time on a GPU, so those threads only burn CPU (docs/benchmarks.md).
     threadpool_limits(limits=1, user_api="blas")
     blas = {lib["internal_api"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
-    log.info(
-        "starting",
-        blas_threads=blas,
-        authentication=keys is not None,
-        tls=credentials is not None,
+    # Logged once the ports are bound: a port in use is then the only line a failed start writes.
+    starting = {
+        "blas_threads": blas,
+        "authentication": keys is not None,
+        "tls": credentials is not None,
         **{k: v for k, v in vars(settings).items() if k not in ("host",)},
-    )
+    }
     try:
-        asyncio.run(serve(settings, keys, credentials))
+        asyncio.run(serve(settings, keys, credentials, starting))
     except StartupError as exc:
         print(f"hws-server: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -46,3 +46,11 @@ class OpenCalls:
             self._by_peer[peer] -= 1
             if not self._by_peer[peer]:
                 del self._by_peer[peer]
+
+
+def peer_address(peer: str) -> str:
+    """The client's address without its port ("ipv4:10.0.0.5:51234" -> "ipv4:10.0.0.5"): one per host."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6") and ":" in rest:
+        return f"{kind}:{rest.rpartition(':')[0]}"
+    return peer

@@ -23,6 +23,7 @@ STATUS_FOR_FAILURE = {
     FailureCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     FailureCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     FailureCode.IDLE_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    FailureCode.TOO_SLOW: grpc.StatusCode.DEADLINE_EXCEEDED,
     FailureCode.DRAINING: grpc.StatusCode.UNAVAILABLE,
     FailureCode.MAX_AGE: grpc.StatusCode.UNAVAILABLE,  # resumable, like a drain: "go on elsewhere"
     FailureCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
@@ -49,6 +50,8 @@ async def rpc_scope(context: grpc.aio.ServicerContext) -> AsyncIterator[str]:
         status = STATUS_FOR_FAILURE[exc.code]
         if isinstance(exc, StreamRefused):
             log.info("stream_refused", code=status.name, reason=exc.message)
+        elif exc.code is FailureCode.MAX_AGE:  # routine: the client resumes on a new stream, nothing failed
+            log.info("stream_renewed", reason=exc.message)
         else:
             log.info("stream_failed", code=exc.code.value, reason=exc.message)
         await _abort(context, status, exc.message, exc.retry_after_s)

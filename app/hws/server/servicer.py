@@ -44,6 +44,7 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
                 events=config.speech_events,
                 offset_s=offset,
                 resumable=True,
+                peer=context.peer(),
             ) as session:
                 params = session.params
                 log.info(
@@ -91,7 +92,7 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
         self, request: pb.TranscribeRequest, context: grpc.aio.ServicerContext
     ) -> pb.TranscribeResponse:
         async with rpc_scope(context) as stream_id:
-            with self._sessions.open(stream_id, request.config) as session:
+            with self._sessions.open(stream_id, request.config, peer=context.peer(), streaming=False) as session:
                 outputs = run_session(
                     session, _once(request.audio), self._settings.stream_idle_timeout_s, asyncio.Event()
                 )

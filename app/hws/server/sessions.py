@@ -6,16 +6,18 @@ Also the loop that drives a session for any servicer (run_session).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 from hws.asr.scheduler import Engine
 from hws.audio import AudioFormatError, Encoding, check_format
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from hws.server.readiness import ServingState
+from hws.server.open_calls import peer_address
+from hws.server.readiness import STREAM_LIMIT_RETRY_S, ServingState
 from hws.server.rpc import StreamRefused
 from hws.server.settings import Settings
-from hws.stream.outputs import FailureCode, Output, Reconfigure, StreamParams
+from hws.stream.outputs import FailureCode, KeepAlive, Output, Reconfigure, StreamParams
 from hws.stream.session import Session
 from hws.stream.vad import AGGRESSIVENESS, ENDPOINT_SILENCE_MS, MAX_UTTERANCE_S, VadParams
 
@@ -37,6 +39,35 @@ def _shown(text: str) -> str:
     return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
 
 
+class StreamsByPeer:
+    """The open streams of each client connection and address, against their caps (0: no cap)."""
+
+    def __init__(self, per_connection: int, per_peer: int) -> None:
+        self.per_connection = per_connection
+        self.per_peer = per_peer
+        self._open: collections.Counter[str] = collections.Counter()  # connection and "addr " + address -> streams
+
+    @contextlib.contextmanager
+    def hold(self, peer: str) -> Iterator[None]:
+        keys = [(peer, self.per_connection, "connection"), ("addr " + peer_address(peer), self.per_peer, "address")]
+        for key, cap, what in keys:
+            if cap and self._open[key] >= cap:
+                raise StreamRefused(
+                    FailureCode.OVERLOADED,
+                    f"at most {cap} open streams per client {what}; close one, or retry later",
+                    retry_after_s=STREAM_LIMIT_RETRY_S,
+                )
+        for key, _, _ in keys:
+            self._open[key] += 1
+        try:
+            yield
+        finally:
+            for key, _, _ in keys:
+                self._open[key] -= 1
+                if not self._open[key]:
+                    del self._open[key]
+
+
 class SessionFactory:
     """Where every session is made (the streaming call, the unary call, the compat service): the client's
     config validated once, against the same rules, before the stream takes a slot."""
@@ -45,6 +76,7 @@ class SessionFactory:
         self.settings = settings
         self.engine = engine
         self.state = state
+        self.by_peer = StreamsByPeer(settings.max_streams_per_connection, settings.max_streams_per_peer)
 
     @contextlib.contextmanager
     def open(
@@ -56,11 +88,15 @@ class SessionFactory:
         events: bool = False,
         offset_s: float = 0.0,
         resumable: bool = False,
+        peer: str = "",
+        streaming: bool = True,
     ) -> Iterator[Session]:
-        """A session for a valid config, counted against --max-streams while open; else StreamRefused.
+        """A session for a valid config, counted against --max-streams and the peer's caps while open;
+        else StreamRefused.
 
         Only `resumable` sessions (the main streaming interface, whose clients resume on another
-        connection) end at the stream age limit.
+        connection) end at the stream age limit; `streaming` ones (not the unary call, whose audio comes
+        in one message) end when their audio falls far behind real time (--min-audio-pace).
         """
         self.state.check_ready()
         params = self.params(config, interim=interim, events=events)
@@ -70,7 +106,7 @@ class SessionFactory:
                 f"audio_offset_s must be between 0 and {MAX_AUDIO_OFFSET_S:g}, got {offset_s}",
             )
         settings = self.settings
-        with self.state.stream_slot():
+        with self.by_peer.hold(peer), self.state.stream_slot():
             yield Session(
                 stream_id,
                 params,
@@ -80,6 +116,8 @@ class SessionFactory:
                 settings.backlog_timeout_s,
                 settings.max_stream_age_s if resumable else 0.0,
                 settings.max_stream_age_overrun_s if resumable else 0.0,
+                min_audio_pace=settings.min_audio_pace if streaming else 0.0,
+                audio_pace_window_s=settings.audio_pace_window_s,
             )
 
     def params(self, config: pb.RecognitionConfig, *, interim: bool, events: bool) -> StreamParams:
@@ -96,7 +134,9 @@ class SessionFactory:
             check_format(config.sample_rate_hz, channels)
         except AudioFormatError as exc:
             raise invalid(str(exc)) from None
-        language = config.language.strip().lower() or None
+        # ASCII only: str.lower() maps other letters onto codes ("\u212am", a Kelvin sign, became Khmer's "km").
+        code = config.language.strip().lower() if config.language.isascii() else config.language
+        language = code or None
         info = engine.info
         if language is not None and info is not None:
             if language not in engine.language_codes:
@@ -200,7 +240,7 @@ def _refused(reason: str) -> Reconfigure:
 
 
 async def run_session(
-    session: Session, chunks: AsyncIterator[bytes | Reconfigure], idle_timeout_s: float, stop: asyncio.Event
+    session: Session, chunks: AsyncIterator[bytes | Reconfigure | KeepAlive], idle_timeout_s: float, stop: asyncio.Event
 ) -> AsyncIterator[Output]:
     """Drive a session: reading and results run together; the reader is cancelled if output stops early."""
     reader = asyncio.create_task(session.consume(chunks, idle_timeout_s, stop))

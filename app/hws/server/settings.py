@@ -46,7 +46,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 50051
     metrics_port: int = 8000
-    metrics_host: str = ""  # empty: the gRPC host
+    metrics_host: str = "127.0.0.1"  # loopback: set 0.0.0.0 where something scrapes it from outside
     # Model
     model: str = EMBEDDED_MODEL
     model_cache_dir: str = str(Path.home() / ".cache" / "hws" / "models")
@@ -73,12 +73,19 @@ class Settings:
     partial_interval_ms: int = 700
     # Limits
     max_streams: int = 16
+    # 0: off. Behind a load balancer every stream comes from its few addresses and connections: keep them off there.
+    max_streams_per_connection: int = 0
+    max_streams_per_peer: int = 0
     max_message_bytes: int = 4 * 1024 * 1024
     max_prompt_chars: int = 1000
     max_hotwords: int = 50
     max_hotword_chars: int = 100
     stream_idle_timeout_s: float = 30.0
     config_timeout_s: float = 5.0  # a stream must send its config this soon; it holds no slot until then
+    # A stream whose audio over the last window, and over its whole life, is under this share of real time
+    # is ended (a trickle that would hold its slot for ever); silence sent at real time is audio. 0: off.
+    min_audio_pace: float = 0.5
+    audio_pace_window_s: float = 30.0
     backlog_timeout_s: float = 10.0
     decode_timeout_s: float = 60.0
     grace_period_s: float = 30.0
@@ -115,6 +122,10 @@ class Settings:
         _check(0 <= self.max_batch_size <= 64, "max_batch_size", "must be 0-64 (0: auto)")
         _check(0 <= self.batch_wait_ms <= 1000, "batch_wait_ms", "must be 0-1000")
         _check(0.1 <= self.config_timeout_s <= 300, "config_timeout_s", "must be 0.1-300")
+        _check(0 <= self.min_audio_pace <= 1, "min_audio_pace", "must be 0-1 (a share of real time; 0: off)")
+        _check(5 <= self.audio_pace_window_s <= 3600, "audio_pace_window_s", "must be 5-3600")
+        for name in ("max_streams_per_connection", "max_streams_per_peer"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0 (0: off)")
         _check(self.partial_max_age_s > 0, "partial_max_age_s", "must be > 0")
         _check(0 <= self.encoder_padding_s <= 30, "encoder_padding_s", "must be 0-30 (30: Whisper's fixed window)")
         _check(
@@ -191,7 +202,8 @@ HELP = {
     "host": "address to listen on",
     "port": "gRPC port",
     "metrics_port": "Prometheus /metrics HTTP port (0 disables it)",
-    "metrics_host": "address the metrics endpoint listens on (empty: --host); it has no authentication",
+    "metrics_host": "address the metrics endpoint listens on (empty: --host); it has no authentication, so the"
+    " default is loopback: set 0.0.0.0 where a scraper reaches it from outside the host or container",
     "model": f"'{EMBEDDED_MODEL}' (bundled, offline), '{EMBEDDED_BASE_MODEL}' (multilingual, offline, the extra "
     "'base'), a CTranslate2 model folder, or a model name such as large-v3",
     "model_cache_dir": f"where named models are downloaded and {EMBEDDED_BASE_MODEL} is joined",
@@ -213,6 +225,13 @@ HELP = {
     "speech_pad_ms": "audio kept before speech starts and after it ends",
     "partial_interval_ms": "new audio between two partial decodes of an utterance",
     "max_streams": "concurrent streams; more are refused with RESOURCE_EXHAUSTED",
+    "max_streams_per_connection": "open streams one client connection may hold; more are RESOURCE_EXHAUSTED "
+    "(0: off; keep off behind a load balancer, whose connections carry many clients)",
+    "max_streams_per_peer": "open streams one client address may hold, over all its connections; more are "
+    "RESOURCE_EXHAUSTED (0: off; keep off behind a load balancer)",
+    "min_audio_pace": "a stream whose audio over the last --audio-pace-window-s, and over its whole life, is under "
+    "this share of real time is ended with DEADLINE_EXCEEDED (silence sent at real time counts; 0: off)",
+    "audio_pace_window_s": "the window (and the grace at a stream's start) of --min-audio-pace",
     "max_message_bytes": "largest gRPC message accepted",
     "max_prompt_chars": "longest initial prompt accepted",
     "max_hotwords": "most hot words accepted",

@@ -32,6 +32,7 @@ from hws.stream.outputs import (
 )
 from hws.stream.policy import PartialProgress
 from hws.stream.stabilizer import LocalAgreement
+from hws.text import has_words
 
 MIN_COMMIT_AUDIO_S = 2.0  # partials from less audio are shown but never committed (see stabilizer)
 MAX_PENDING_FINALS = 4  # per stream; past it reading pauses (gRPC flow control slows the sender)
@@ -138,12 +139,16 @@ class Delivery:
         return output
 
     async def _decoded(self, future: Future[DecodeResult | None]) -> DecodeResult | None:
+        """The decode's result; one without a word in it (a tone heard as "...") as empty text."""
         try:
-            return await asyncio.wrap_future(future)
+            decoded = await asyncio.wrap_future(future)
         except EngineNotReady as exc:
             raise StreamFailure(FailureCode.UNAVAILABLE, f"the server stopped decoding: {exc}") from None
         except Exception as exc:
             raise StreamFailure(FailureCode.INTERNAL, f"decoding failed: {type(exc).__name__}: {exc}") from None
+        if decoded is not None and decoded.text and not has_words(decoded.text):
+            return dataclasses.replace(decoded, text="", words=[])
+        return decoded
 
     async def _partial(self, item: PendingPartial) -> Result | None:
         decoded = await self._decoded(item.future)

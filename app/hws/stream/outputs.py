@@ -19,10 +19,18 @@ class FailureCode(enum.Enum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     OVERLOADED = "OVERLOADED"
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
+    TOO_SLOW = "TOO_SLOW"  # the audio falls far behind real time (hws.stream.pace)
     DRAINING = "DRAINING"
     MAX_AGE = "MAX_AGE"
     INTERNAL = "INTERNAL"
     UNAVAILABLE = "UNAVAILABLE"
+
+
+class KeepAlive:
+    """A message that carries no audio (the compat protocol's empty one): the client is there, nothing more."""
+
+
+KEEP_ALIVE = KeepAlive()
 
 
 class StreamFailure(Exception):

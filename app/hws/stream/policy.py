@@ -129,8 +129,15 @@ class StreamPolicy:
             position,
         )
 
-    def overrun_failure(self) -> StreamFailure:
+    def overrun_failure(self, audio_received: bool = True) -> StreamFailure:
         """Past the age and its overrun without a pause: ends like a drain, the utterance finalised up to here."""
+        if not audio_received:
+            return StreamFailure(
+                FailureCode.MAX_AGE,
+                f"the stream reached its maximum age ({self.max_age_s:g} s) and "
+                f"{self.max_age_overrun_s:g} s more without sending any audio; open a new stream when there is audio",
+                retry_after_s=0.0,
+            )
         return StreamFailure(
             FailureCode.MAX_AGE,
             f"the stream reached its maximum age ({self.max_age_s:g} s) and had no pause in "

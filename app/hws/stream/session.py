@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 import structlog
@@ -31,18 +32,25 @@ from hws.stream.outputs import (
     Event,
     EventType,
     FailureCode,
+    KeepAlive,
     Output,
     Reconfigure,
     StreamAged,
     StreamFailure,
     StreamParams,
 )
+from hws.stream.pace import AudioPace
 from hws.stream.policy import CONTEXT_WINDOW_S, StreamPolicy
+from hws.stream.tonal import is_tonal
 from hws.stream.vad import Segmenter, SegmenterEvent, SpeechDiscarded, SpeechEnd, SpeechStart
 
 log = structlog.get_logger("hws.session")
 
 PROGRESS_STEP_S = 2.0  # through silence, the final offset is reported at least this often
+LARGE_MESSAGE_BYTES = 256 * 1024  # 8 s of 16 kHz LINEAR16: from this size a message is decoded off the loop
+FEED_SLICE = TARGET_RATE  # samples of a large message fed to the VAD between two turns of the event loop
+PACE_CHECK_S = 1.0  # how often a stream that sends nothing is checked against its minimum pace
+LOGGED_UPDATES = 10  # config updates of a stream logged one line each; the rest in one summary at its end
 
 
 class Session:
@@ -57,6 +65,8 @@ class Session:
         max_age_s: float = 0.0,
         max_age_overrun_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        min_audio_pace: float = 0.0,
+        audio_pace_window_s: float = 30.0,
     ) -> None:
         self.stream_id = stream_id
         self._clock = clock  # when audio arrived and deadlines pass: injected, so tests and simulations own time
@@ -72,10 +82,12 @@ class Session:
         self._marked_pos = start  # the last final position queued as a FinalUpTo
         self._futures: set[Future[DecodeResult | None]] = set()
         self._utterance: Utterance | None = None
+        self._updates = 0  # config updates read
+        self._pace = AudioPace(min_audio_pace, audio_pace_window_s, clock()) if min_audio_pace > 0 else None
 
     # -- input ------------------------------------------------------------
     async def consume(
-        self, chunks: AsyncIterator[bytes | Reconfigure], idle_timeout_s: float, stop: asyncio.Event
+        self, chunks: AsyncIterator[bytes | Reconfigure | KeepAlive], idle_timeout_s: float, stop: asyncio.Event
     ) -> None:
         """Read audio (and settings updates) until the client half-closes, fails, idles or the server drains.
 
@@ -85,33 +97,47 @@ class Session:
         failure: StreamFailure | None = None
         iterator = aiter(chunks)
         stop_wait = asyncio.ensure_future(stop.wait())
-        next_chunk: asyncio.Future[bytes | Reconfigure] | None = None
+        next_chunk: asyncio.Future[bytes | Reconfigure | KeepAlive] | None = None
+        loop = asyncio.get_running_loop()
+        last_message = loop.time()  # the idle timer runs on the loop's clock: a simulated one may stand still
         try:
             while True:
-                next_chunk = asyncio.ensure_future(anext(iterator))
-                timeout = self._policy.read_timeout(idle_timeout_s, self._clock())
-                done, _ = await asyncio.wait(
-                    {next_chunk, stop_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
+                if self._pace is not None and (ratio := self._pace.shortfall(self._clock())) is not None:
+                    failure = self._pace.failure(ratio)
+                    break
+                if next_chunk is None:
+                    next_chunk = asyncio.ensure_future(anext(iterator))
+                idle_left = idle_timeout_s - (loop.time() - last_message)
+                timeout = self._policy.read_timeout(idle_left, self._clock())
+                if self._pace is not None:
+                    timeout = min(timeout, PACE_CHECK_S)  # a client that sends nothing is behind too
+                waiting: set[asyncio.Future[Any]] = {next_chunk, stop_wait}
+                done, _ = await asyncio.wait(waiting, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
                 if next_chunk not in done:
-                    next_chunk.cancel()
                     if stop_wait in done:
                         failure = StreamFailure(
                             FailureCode.DRAINING,
                             "the server is shutting down; finals for the audio received were sent; reconnect",
                         )
                     elif self._policy.overrun(self._clock()):
-                        failure = self._policy.overrun_failure()
-                    else:
+                        failure = self._policy.overrun_failure(self._intake.samples > 0)
+                    elif loop.time() - last_message >= idle_timeout_s:
                         failure = StreamFailure(
                             FailureCode.IDLE_TIMEOUT,
                             f"no message received for {idle_timeout_s:g} s; send audio in real time or close it",
                         )
+                    else:
+                        continue  # woke to check the pace; the read goes on
                     break
                 try:
                     chunk = next_chunk.result()
                 except StopAsyncIteration:
+                    next_chunk = None
                     break
+                next_chunk = None
+                last_message = loop.time()
+                if isinstance(chunk, KeepAlive):
+                    continue  # counted against the idle timeout only
                 if isinstance(chunk, Reconfigure):
                     await self._delivery.slot(self._delivery.answer_slots, "answers to config updates")
                     self.reconfigure(chunk)
@@ -146,8 +172,18 @@ class Session:
     async def push(self, chunk: bytes) -> None:
         arrived = self._clock()
         if self._policy.overrun(arrived):
-            raise self._policy.overrun_failure()
-        await self._feed(self._intake.decode(chunk), arrived)
+            raise self._policy.overrun_failure(self._intake.samples > 0)
+        if len(chunk) < LARGE_MESSAGE_BYTES:
+            await self._feed(self._intake.decode(chunk), arrived)
+        else:
+            # Minutes of audio in one message (a 4 MiB MULAW one is 524 s): decoded on a thread and fed to
+            # the VAD a slice at a time, so health checks and other streams are answered meanwhile.
+            samples = await asyncio.to_thread(self._intake.decode, chunk)
+            for start in range(0, max(1, samples.shape[0]), FEED_SLICE):
+                await self._feed(samples[start : start + FEED_SLICE], arrived)
+                await asyncio.sleep(0)
+        if self._pace is not None:
+            self._pace.received(self._intake.samples, arrived)
 
     def reconfigure(self, update: Reconfigure) -> None:
         """New settings from the next utterance on; the utterance in progress ends under its own.
@@ -157,7 +193,7 @@ class Session:
         received_at_s = (self._start + self._intake.samples) / TARGET_RATE
         in_progress = self._utterance.id if self._utterance is not None else ""
         if update.params is None:
-            log.info("config_update_refused", reason=update.refusal)
+            self._log_update("config_update_refused", reason=update.refusal)
             self._delivery.put(ConfigAck(False, update.refusal, received_at_s, in_progress))
             return
         params = update.params
@@ -174,8 +210,16 @@ class Session:
             if in_progress
             else "applied from the next utterance"
         )
-        log.info("config_updated", in_progress_utterance_id=in_progress, interim=params.interim_results)
+        self._log_update("config_updated", in_progress_utterance_id=in_progress, interim=params.interim_results)
         self._delivery.put(ConfigAck(True, message, received_at_s, in_progress))
+
+    def _log_update(self, event: str, **fields: object) -> None:
+        """A line per config update up to LOGGED_UPDATES; past it they are counted, and summed up at close."""
+        self._updates += 1
+        if self._updates <= LOGGED_UPDATES:
+            log.info(event, **fields)
+        elif self._updates == LOGGED_UPDATES + 1:
+            log.info("config_updates_not_logged", after=LOGGED_UPDATES, reason="the rest are summed up at the end")
 
     async def _finish(self) -> None:
         self._policy.ending()
@@ -217,6 +261,13 @@ class Session:
                 log.debug("utterance_too_short", utterance_id=utterance.id, voiced_ms=event.voiced_ms)
                 self._delivery.put(FinalUpTo(event.end))
                 continue
+            if not utterance.partials_sent and is_tonal(event.audio):  # nothing shown that a final must replace
+                metrics.UTTERANCES.labels(outcome="tonal").inc()
+                log.debug("utterance_tonal", utterance_id=utterance.id)
+                if utterance.speculative is not None:
+                    self._drop_speculative(utterance)
+                self._delivery.put(FinalUpTo(event.end))
+                continue
             await self._delivery.slot(self._delivery.final_slots, "finals")
             # No partial of this utterance is processed after this; the final depends on the audio alone.
             speculative = utterance.speculative
@@ -242,6 +293,10 @@ class Session:
         if start is None:
             return
         utterance.partial_audio_len = audio.shape[0]
+        if not utterance.partials_sent and is_tonal(audio[start:]):
+            # A tone or a hum: Whisper would only invent words for it. Checked until words were shown: the
+            # utterance is speech then, and a check (1 ms for 4 s of audio) per partial would be wasted.
+            return
         future = self._submit(utterance.params, JobKind.PARTIAL, audio[start:])
         self._delivery.put(PendingPartial(utterance, audio.shape[0], future, arrived, start))
 
@@ -311,6 +366,8 @@ class Session:
         for future in list(self._futures):
             future.cancel()
         self._engine.close_stream(self.stream_id)
+        if self._updates > LOGGED_UPDATES:
+            log.info("config_updates_summary", updates=self._updates, not_logged=self._updates - LOGGED_UPDATES)
 
     @property
     def audio_seconds(self) -> float:

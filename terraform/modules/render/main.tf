@@ -13,9 +13,11 @@ locals {
   environment_map = merge(
     var.extra_environment,
     {
-      HWS_HOST           = "0.0.0.0"
-      HWS_PORT           = tostring(var.grpc_port)
-      HWS_METRICS_PORT   = tostring(var.metrics_port)
+      HWS_HOST         = "0.0.0.0"
+      HWS_PORT         = tostring(var.grpc_port)
+      HWS_METRICS_PORT = tostring(var.metrics_port)
+      # /metrics has no authentication: on loopback unless a scraper is let in (metrics_allowed_cidrs).
+      HWS_METRICS_HOST   = var.metrics_scraped ? "0.0.0.0" : "127.0.0.1"
       HWS_DEVICE         = var.device
       HWS_COMPUTE_TYPE   = var.compute_type
       HWS_LOG_FORMAT     = "json"

@@ -177,6 +177,12 @@ variable "metrics_port" {
   default     = 8000
 }
 
+variable "metrics_scraped" {
+  description = "Whether something outside the task scrapes /metrics (metrics_allowed_cidrs is set): HWS_METRICS_HOST 0.0.0.0. False keeps it on loopback, since nothing in AWS scrapes it (scaling and alarms read the EMF lines on stdout; the ALB checks gRPC health)."
+  type        = bool
+  default     = false
+}
+
 variable "gpu_count" {
   description = "GPUs reserved per task (ECS resourceRequirements type GPU; this is what gets the NVIDIA runtime)."
   type        = number
