@@ -16,6 +16,7 @@ included), and the result built from Whisper's segments:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -53,6 +54,7 @@ MIN_NEW_TOKENS = 10
 PARTIAL_TOKENS_PER_SECOND = 7
 PARTIAL_MIN_NEW_TOKENS = 4
 WHISPER_MAX_LENGTH = 448
+PROMPT_CACHE_SIZE = 256  # streams' prompts kept encoded
 PROMPT_OVERHEAD_TOKENS = 8  # <|startofprev|>, the start-of-transcript sequence, a margin
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 CONTEXT_PAD_S = 0.3  # the VAD's pad before and after speech, left out when judging coverage
@@ -202,6 +204,8 @@ class WhisperBackend:
         self.max_batch_size = 1
         self._model: Any = None
         self._suppressed_tokens: dict[str, list[int]] = {}
+        # Each stream's prompt is encoded once, not per decode; thread-safe, for the decode workers.
+        self._encoded_prompt = functools.lru_cache(maxsize=PROMPT_CACHE_SIZE)(self._encode_prompt)
         self._base_options: TranscriptionOptions | None = None
 
     # -- life cycle -------------------------------------------------------
@@ -298,9 +302,16 @@ class WhisperBackend:
             for row in range(len(content))
         ]
 
-    def _max_new_tokens(self, request: DecodeRequest, tokenizer: Tokenizer) -> int:
+    def _prompt_tokens(self, prompt: str | None) -> tuple[int, ...] | None:
+        """A stream's prompt as plain-text tokens (plain_text_tokens), laid out as faster-whisper lays a string."""
+        return self._encoded_prompt(prompt) if prompt else None
+
+    def _encode_prompt(self, prompt: str) -> tuple[int, ...]:
+        return tuple(plain_text_tokens(self._model.hf_tokenizer, " " + prompt.strip()))
+
+    def _max_new_tokens(self, request: DecodeRequest, prompt_tokens: tuple[int, ...] | None) -> int:
         audio_s = request.audio.shape[0] / TARGET_RATE
-        prompt = len(tokenizer.encode(" " + request.options.prompt.strip())) if request.options.prompt else 0
+        prompt = len(prompt_tokens or ())
         room = WHISPER_MAX_LENGTH - min(prompt, WHISPER_MAX_LENGTH // 2 - 1) - PROMPT_OVERHEAD_TOKENS
         if request.kind is JobKind.PARTIAL:
             budget = int(audio_s * PARTIAL_TOKENS_PER_SECOND) + PARTIAL_MIN_NEW_TOKENS
@@ -374,6 +385,7 @@ class WhisperBackend:
         if language not in self._suppressed_tokens:
             self._suppressed_tokens[language] = get_suppressed_tokens(tokenizer, [-1])
         assert self._base_options is not None
+        prompt_tokens = self._prompt_tokens(request.options.prompt)
         # Finals decode as offline Whisper does (timestamps, temperature fallback); partials are greedy,
         # without timestamps or fallback: they are only shown, and must be cheap. Word timings split
         # a decode heard with context.
@@ -381,11 +393,11 @@ class WhisperBackend:
             self._base_options,
             beam_size=self.settings.beam_size if final else 1,
             temperatures=list(FALLBACK_TEMPERATURES) if final else [0.0],
-            initial_prompt=request.options.prompt,
+            initial_prompt=prompt_tokens,
             suppress_tokens=self._suppressed_tokens[language],
             without_timestamps=not final,
             word_timestamps=final and (request.options.word_timestamps or request.context is not None),
-            max_new_tokens=self._max_new_tokens(request, tokenizer),
+            max_new_tokens=self._max_new_tokens(request, prompt_tokens),
         )
         model.window.padding_s = request.padding_s  # for a second window, if faster-whisper opens one
         segments = list(model.generate_segments(features, tokenizer, options, False, encoder_output))
@@ -398,6 +410,20 @@ class WhisperBackend:
         if not final:  # a loop is cut back to its first copy: the final decides what was said
             result = dataclasses.replace(result, text=quality.without_loop(result.text))
         return result
+
+
+def plain_text_tokens(tokenizer: Any, text: str) -> list[int]:
+    """`text` as the tokens of its characters, never one of Whisper's special tokens.
+
+    The tokenizers library matches its added tokens inside any text it encodes, so a client's hot word
+    "<|fr|>" would switch the decoder to French and "<|translate|>" to translation. Every added token
+    of Whisper's tokenizers is "<|...|>" (checked for both embedded models in tests/unit), so the text is
+    encoded in pieces broken between "<" and "|": no piece holds a whole special token.
+    """
+    pieces = text.split("<|")
+    pieces = [piece + "<" for piece in pieces[:-1]] + pieces[-1:]
+    pieces = pieces[:1] + ["|" + piece for piece in pieces[1:]]
+    return [token for piece in pieces if piece for token in tokenizer.encode(piece, add_special_tokens=False).ids]
 
 
 def _covers(words: list[Word], utterance_s: float) -> bool:
