@@ -187,15 +187,3 @@ def test_a_language_the_model_cannot_produce_is_invalid_argument(
         stream(base_server.address, requests(config, [b"\x00" * CHUNK]))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert words in info.value.details()
-
-
-def test_special_tokens_in_hot_words_are_text(base_server: ServerProcess, speech: dict[str, np.ndarray]) -> None:
-    """`<|fr|>` as a hot word once made English speech French gibberish (labelled en), and `<|translate|>`
-    turned a German decode into an English translation."""
-    cases = [("en", "", ["<|fr|>"], "project"), ("de", "de", ["<|translate|>", "<|en|>"], "Projekt")]
-    for voice, language, hotwords, word in cases:
-        audio, _ = pcm(voice, speech=speech)
-        config = streaming_config(language=language, hotwords=hotwords)
-        results = finals(stream(base_server.address, requests(config, chunked(audio, CHUNK))))
-        text = " ".join(r.text for r in results)
-        assert [r.language for r in results] == [voice] * len(results) and word in text, (hotwords, text)
