@@ -8,6 +8,17 @@
 
 data "aws_caller_identity" "current" {}
 
+# The key policy names the Auto Scaling service-linked role, which AWS creates with the
+# account's first Auto Scaling group. In an account that never had one, CreateKey refuses
+# the policy (MalformedPolicyDocumentException): the precondition on aws_kms_key says so at
+# plan, with the command that creates the role.
+data "aws_iam_roles" "autoscaling_service_linked" {
+  count = var.create_kms_key ? 1 : 0
+
+  name_regex  = "^AWSServiceRoleForAutoScaling$"
+  path_prefix = "/aws-service-role/autoscaling.amazonaws.com/"
+}
+
 data "aws_partition" "current" {}
 
 data "aws_region" "current" {}
@@ -43,6 +54,22 @@ data "aws_iam_policy_document" "kms_services" {
       test     = "Bool"
       variable = "kms:GrantIsForAWSResource"
       values   = ["true"]
+    }
+  }
+
+  # Alarm notifications to the created SNS topic, encrypted with this key.
+  statement {
+    sid = "CloudWatchAlarmsToSns"
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
     }
   }
 
@@ -88,6 +115,13 @@ resource "aws_kms_key" "this" {
   policy                  = data.aws_iam_policy_document.kms.json
 
   tags = local.common_tags
+
+  lifecycle {
+    precondition {
+      condition     = length(data.aws_iam_roles.autoscaling_service_linked[0].names) > 0
+      error_message = "The Auto Scaling service-linked role AWSServiceRoleForAutoScaling does not exist yet in this account, and the key policy names it. Create it once: `aws iam create-service-linked-role --aws-service-name autoscaling.amazonaws.com`, then apply again."
+    }
+  }
 }
 
 resource "aws_kms_alias" "this" {

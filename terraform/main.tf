@@ -11,9 +11,12 @@ data "aws_route53_zone" "this" {
 locals {
   cluster_name   = var.name
   log_group_name = "/ecs/${var.name}"
-  image          = var.image != null ? var.image : "${module.ecr.repository_url}:${var.image_tag}"
-  common_tags    = merge({ Project = "hosted-whisper-streaming", ManagedBy = "terraform" }, var.tags)
-  kms_key_arn    = var.create_kms_key ? aws_kms_key.this[0].arn : var.kms_key_arn
+  # By digest where one is given (nothing can move it), else by the immutable tag.
+  image = (var.image != null ? var.image :
+    var.image_digest != null ? "${module.ecr.repository_url}@${var.image_digest}" :
+  "${module.ecr.repository_url}:${var.image_tag}")
+  common_tags = merge({ Project = "hosted-whisper-streaming", ManagedBy = "terraform" }, var.tags)
+  kms_key_arn = var.create_kms_key ? aws_kms_key.this[0].arn : var.kms_key_arn
 }
 
 module "ecr" {
@@ -74,7 +77,11 @@ module "gpu_cluster" {
   ami_id             = var.ami_id
   user_data_base64   = module.render.user_data_base64
   ebs_kms_key_arn    = local.kms_key_arn
+  availability_zones = module.network.availability_zones
+  check_gpu_quota    = var.check_gpu_quota
   min_size           = var.min_tasks
+  # Below 100: idle GPU instances kept as a warm spare (docs/operations.md, Scale).
+  managed_scaling_target_capacity = var.managed_scaling_target_capacity
   # One task per GPU instance, plus one spare for a rolling deployment (maximum 200%).
   max_size = var.max_tasks + 1
   # default_tags do not reach instances and volumes the ASG launches: tag them explicitly.
@@ -97,6 +104,8 @@ module "alb" {
   deregistration_delay_s     = module.render.deregistration_delay_s
   enable_deletion_protection = var.enable_deletion_protection
   access_logs_bucket         = var.alb_access_logs_bucket
+
+  load_balancing_algorithm_type = var.load_balancing_algorithm_type
 }
 
 module "service" {
@@ -133,12 +142,19 @@ module "service" {
   metrics_namespace           = module.render.emf_namespace
   metrics_service             = module.render.emf_service
 
+  # apply fails when a rollout does not complete; ECS rolls back on the deployment alarms.
+  wait_for_steady_state      = var.wait_for_steady_state
+  deployment_timeout_minutes = var.deployment_timeout_minutes
+  deployment_alarm_names     = module.alarms.deployment_alarm_names
+
   # Create and destroy order comes from the values above, not from a module-level depends_on
   # (which would make every data source inside "known after apply" whenever, say, the AMI
   # changes): capacity_provider_name depends on the cluster's capacity-provider association,
   # private_subnet_ids on the NAT routes and VPC endpoints, target_group_arn on the listener.
 }
 
+# The alarms exist before the service, which names some of them as deployment alarms: the
+# ServiceName dimension is the service's name (var.name), not module.service's output.
 module "alarms" {
   source = "./modules/alarms"
 
@@ -146,10 +162,13 @@ module "alarms" {
   alb_arn_suffix            = module.alb.alb_arn_suffix
   target_group_arn_suffix   = module.alb.target_group_arn_suffix
   cluster_name              = module.gpu_cluster.cluster_name
-  service_name              = module.service.service_name
+  service_name              = var.name
   metrics_namespace         = module.render.emf_namespace
   metrics_service           = module.render.emf_service
+  emf_enabled               = var.emf_interval_s > 0
   alarm_topic_arn           = var.alarm_topic_arn
+  alarm_email_addresses     = var.alarm_email_addresses
+  kms_key_arn               = local.kms_key_arn
   stream_utilization_alarm  = var.stream_utilization_alarm
   final_latency_p95_alarm_s = var.final_latency_p95_alarm_s
 }

@@ -54,13 +54,18 @@ output "kms_key_arn" {
 }
 
 output "kms_key_policy_statements_json" {
-  description = "Key policy statements a key of your own (kms_key_arn) needs: the Auto Scaling service-linked role (EBS) and the CloudWatch Logs service principal."
+  description = "Key policy statements a key of your own (kms_key_arn) needs: the Auto Scaling service-linked role (EBS), CloudWatch alarms (the SNS topic) and the CloudWatch Logs service principal."
   value       = data.aws_iam_policy_document.kms_services.json
 }
 
 output "deregistration_delay_s" {
   description = "Seconds open streams keep flowing after ECS deregisters a task, before the ALB closes them and SIGTERM follows."
   value       = module.render.deregistration_delay_s
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify (given, or created with the e-mail subscriptions)."
+  value       = module.alarms.alarm_topic_arn
 }
 
 output "alarm_arns" {

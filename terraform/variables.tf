@@ -53,8 +53,8 @@ variable "image_tag" {
   default     = null
 
   validation {
-    condition     = var.image_tag != null || var.image != null
-    error_message = "Set image_tag (a version or git SHA pushed to the ECR repository) or image."
+    condition     = var.image_tag != null || var.image_digest != null || var.image != null
+    error_message = "Set image_tag (a version or git SHA pushed to the ECR repository), image_digest or image."
   }
 
   validation {
@@ -63,10 +63,28 @@ variable "image_tag" {
   }
 }
 
-variable "image" {
-  description = "Full image reference overriding the ECR repository + image_tag (null = use ECR)."
+variable "image_digest" {
+  description = "Digest of the image in the project's ECR repository (sha256:<64 hex>, as `docker push` or `aws ecr describe-images` print it): the task definition then names <repository>@<digest>, which no tag change can move. Takes precedence over image_tag."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.image_digest == null || can(regex("^sha256:[0-9a-f]{64}$", coalesce(var.image_digest, "-")))
+    error_message = "image_digest must be sha256: followed by 64 lowercase hex digits."
+  }
+}
+
+variable "image" {
+  description = "Full image reference overriding the ECR repository (null = use ECR with image_digest or image_tag): registry/repo@sha256:<64 hex> (pinned by digest, recommended) or registry/repo:tag with a tag that names one build (not latest)."
+  type        = string
+  default     = null
+
+  validation {
+    condition = var.image == null || can(regex("^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$", coalesce(var.image, "-"))) || (
+      can(regex("^[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", coalesce(var.image, "-"))) && !can(regex(":latest$", coalesce(var.image, "-")))
+    )
+    error_message = "image must be repo@sha256:<64 hex digits> (pinned by digest) or repo:tag with a tag naming one build (not latest, not omitted)."
+  }
 }
 
 variable "model" {
@@ -165,15 +183,60 @@ variable "ami_id" {
 }
 
 variable "min_tasks" {
-  description = "Minimum number of tasks (GPUs)."
+  description = "Minimum number of tasks (GPUs), at least 1: at 0 no task publishes StreamUtilization, so target tracking has no metric to scale out on and the service stays at zero."
   type        = number
   default     = 1
+
+  validation {
+    condition     = var.min_tasks >= 1 && floor(var.min_tasks) == var.min_tasks
+    error_message = "min_tasks must be a whole number of at least 1: the service scales on StreamUtilization, which only running tasks publish, so from 0 tasks it would never scale out again. To stop serving, destroy the environment or set the service's desired count to 0 by hand."
+  }
 }
 
 variable "max_tasks" {
-  description = "Maximum number of tasks (GPUs)."
+  description = "Maximum number of tasks (GPUs). The GPU instance quota must cover max_tasks + 1 instances (checked at plan, check_gpu_quota)."
   type        = number
   default     = 3
+
+  validation {
+    condition     = var.max_tasks >= var.min_tasks && floor(var.max_tasks) == var.max_tasks
+    error_message = "max_tasks must be a whole number and at least min_tasks."
+  }
+}
+
+variable "check_gpu_quota" {
+  description = "Check at plan that the region's EC2 quota \"Running On-Demand G and VT instances\" (vCPUs) covers max_tasks + 1 instances of instance_type (4 vCPUs per *.xlarge, 8 per *.2xlarge); needs servicequotas:GetServiceQuota. false skips the check."
+  type        = bool
+  default     = true
+}
+
+variable "managed_scaling_target_capacity" {
+  description = "ECS managed scaling target capacity (percent of GPU instances that run tasks). 100 (default): no idle instance; a scale-out waits for an instance to boot (about 5 min) before the model loads. Below 100 keeps warm spare instances, e.g. 50 = one idle instance per running task, each at the instance's hourly price, and a scale-out then only loads the model."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.managed_scaling_target_capacity >= 10 && var.managed_scaling_target_capacity <= 100
+    error_message = "managed_scaling_target_capacity must be between 10 and 100."
+  }
+}
+
+variable "load_balancing_algorithm_type" {
+  description = "ALB routing of new streams: least_outstanding_requests (default: to the task with the fewest open streams) or round_robin (in turn, whatever each task holds)."
+  type        = string
+  default     = "least_outstanding_requests"
+}
+
+variable "wait_for_steady_state" {
+  description = "`terraform apply` waits for each rollout and fails when it does not complete (timeout, stopped or rolled-back deployment). false returns at once, and nothing then reports a failed rollout: run `aws ecs wait services-stable` and check the deployment yourself (docs/operations.md)."
+  type        = bool
+  default     = true
+}
+
+variable "deployment_timeout_minutes" {
+  description = "Minutes apply waits for a rollout before it fails: an instance launch (about 5), the model load (model_load_budget_s), the old task's deregistration delay and the deployment alarms' bake time must fit."
+  type        = number
+  default     = 45
 }
 
 variable "requests_per_target" {
@@ -201,9 +264,26 @@ variable "final_latency_p95_alarm_s" {
 }
 
 variable "alarm_topic_arn" {
-  description = "Optional SNS topic ARN for alarm and OK notifications; null = alarms only change state."
+  description = "SNS topic ARN for alarm and OK notifications (e.g. one your on-call tool subscribes to). null: a topic <name>-alarms is created and alarm_email_addresses are subscribed to it."
   type        = string
   default     = null
+}
+
+variable "alarm_email_addresses" {
+  description = "E-mail addresses subscribed to the created alarm topic (when alarm_topic_arn is null). Each receives a confirmation mail and gets nothing until it confirms."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = var.alarm_topic_arn != null || length(var.alarm_email_addresses) > 0 || var.allow_alarms_without_destination
+    error_message = "Alarms must reach someone: set alarm_topic_arn (an SNS topic of yours) or alarm_email_addresses (subscribed to a topic created here). Only for a throw-away environment, set allow_alarms_without_destination = true."
+  }
+}
+
+variable "allow_alarms_without_destination" {
+  description = "Accept an environment whose alarms notify nobody (no alarm_topic_arn, no alarm_email_addresses): the created topic has no subscriber. For throw-away environments only."
+  type        = bool
+  default     = false
 }
 
 variable "metrics_allowed_cidrs" {

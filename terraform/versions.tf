@@ -1,6 +1,7 @@
 terraform {
-  # 1.9: validations that refer to other variables (image / image_tag).
-  required_version = ">= 1.9.0"
+  # 1.11: the S3 backend's use_lockfile (backend.hcl.example; experimental in 1.10, GA in
+  # 1.11). 1.9 already brought validations that refer to other variables (image / image_tag).
+  required_version = ">= 1.11.0"
 
   required_providers {
     aws = {

@@ -190,9 +190,14 @@ def test_cluster_destroys_in_one_go(tf: Any) -> None:
     res = tf.resources("modules/gpu_cluster")
     provider = one(res["aws_ecs_capacity_provider.this"]["auto_scaling_group_provider"])
     asg = res["aws_autoscaling_group.this"]
-    assert provider["managed_termination_protection"] == "DISABLED"
-    assert one(provider["managed_scaling"])["status"] == "ENABLED"
-    assert asg["protect_from_scale_in"] is False, "must be consistent with managed termination protection"
+    # Scale-in never picks a busy GPU instance (issue 24): managed termination protection, which
+    # ECS accepts only with protect_from_scale_in on the ASG ...
+    assert provider["managed_termination_protection"] == "ENABLED"
+    assert provider["managed_draining"] == "ENABLED"
+    assert one(provider["managed_scaling"])["status"] == "ENABLED", "termination protection needs managed scaling"
+    assert asg["protect_from_scale_in"] is True, "ECS requires it with managed termination protection"
+    # ... and destroy still ends: force_delete makes the provider skip its drain (which protected
+    # instances would never finish) and delete the group with ForceDelete.
     assert asg["force_delete"] is True
     assert "aws_ecs_cluster.this" in str(asg["depends_on"]), "instances register with the cluster at boot"
     assert "aws_ecs_cluster_capacity_providers.this" in res

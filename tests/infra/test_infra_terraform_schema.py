@@ -68,7 +68,7 @@ MISTAKES = [
      "aws_lb_target_group.grpc.health_check: a block written as an argument"),
     ("modules/gpu_cluster/main.tf", "  max_size            = var.max_size\n", "",
      "aws_autoscaling_group.this: required argument max_size missing"),
-    ("modules/alb/main.tf", "aws_lb.this.dns_name", "aws_lb.this.dns_nme",
+    ("modules/alb/main.tf", "= aws_lb.this.dns_name\n", "= aws_lb.this.dns_nme\n",
      "aws_lb.this.dns_nme: aws_lb has no attribute dns_nme"),
     ("modules/gpu_cluster/main.tf", "      target_capacity           =", "      target_capcity            =",
      "aws_ecs_capacity_provider.this.auto_scaling_group_provider.managed_scaling.target_capcity: unknown argument"),

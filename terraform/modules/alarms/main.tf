@@ -1,13 +1,40 @@
 # CloudWatch alarms for the service behind the ALB: the load balancer's view (unhealthy
 # targets, 5xx, connection errors), ECS's (running tasks below desired) and the server's own
-# EMF metrics (stream utilisation, final-result latency p95). Actions go to an optional SNS topic.
+# EMF metrics (stream utilisation, final-result latency p95, and the scaling metric going
+# missing). Actions go to the SNS topic given (alarm_topic_arn) or to one created here, with
+# the e-mail subscriptions in alarm_email_addresses.
+
+# The topic's messages name alarms and their states only. CloudWatch can publish to an
+# encrypted topic only when the key is a customer-managed one whose policy lets
+# cloudwatch.amazonaws.com use it (the root kms.tf key has that statement); the AWS-managed
+# alias/aws/sns key does not.
+resource "aws_sns_topic" "this" {
+  #checkov:skip=CKV_AWS_26:Encrypted with the customer-managed kms_key_arn when one is given; CloudWatch cannot publish to a topic under the AWS-managed SNS key, and the messages carry alarm names and states only.
+  count = var.alarm_topic_arn == null ? 1 : 0
+
+  name              = "${var.name}-alarms"
+  kms_master_key_id = var.kms_key_arn
+
+  tags = var.tags
+}
+
+# E-mail subscriptions stay "pending confirmation" until each address clicks the link AWS
+# sends: until then nothing reaches it (docs/operations.md).
+resource "aws_sns_topic_subscription" "email" {
+  for_each = var.alarm_topic_arn == null ? toset(var.alarm_email_addresses) : toset([])
+
+  topic_arn = aws_sns_topic.this[0].arn
+  protocol  = "email"
+  endpoint  = each.value
+}
 
 locals {
-  actions = var.alarm_topic_arn == null ? [] : [var.alarm_topic_arn]
-  lb      = { LoadBalancer = var.alb_arn_suffix }
-  tg      = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
-  ecs     = { ClusterName = var.cluster_name, ServiceName = var.service_name }
-  emf     = { Service = var.metrics_service }
+  topic_arn = var.alarm_topic_arn != null ? var.alarm_topic_arn : aws_sns_topic.this[0].arn
+  actions   = [local.topic_arn]
+  lb        = { LoadBalancer = var.alb_arn_suffix }
+  tg        = { LoadBalancer = var.alb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
+  ecs       = { ClusterName = var.cluster_name, ServiceName = var.service_name }
+  emf       = { Service = var.metrics_service }
 }
 
 resource "aws_cloudwatch_metric_alarm" "unhealthy_hosts" {
@@ -141,6 +168,60 @@ resource "aws_cloudwatch_metric_alarm" "final_latency" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.actions
   ok_actions          = local.actions
+
+  tags = var.tags
+}
+
+# The scaling metric stops arriving while tasks run (EMF turned off, the awslogs driver or the
+# log group broken, the server wedged before its first line): target tracking then has
+# nothing to act on and scaling stops without a sound. Both series are filled with 0 where a
+# minute has no data, so "no StreamUtilization sample while RunningTaskCount >= 1" is 1 and
+# a service at zero tasks is 0 (quiet). treat_missing_data = breaching covers the case where
+# the expression itself has no data at all (neither metric exists: Container Insights off
+# and no EMF), where nothing else would notice either.
+resource "aws_cloudwatch_metric_alarm" "stream_metric_missing" {
+  count = var.emf_enabled ? 1 : 0
+
+  alarm_name          = "${var.name}-scaling-metric-missing"
+  alarm_description   = "Tasks run but no StreamUtilization sample (the metric service autoscaling tracks) arrived for ${var.metric_missing_minutes} minutes: scaling is blind. Check the task logs for EMF lines (HWS_EMF_INTERVAL_S > 0) and the log group."
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = 1
+  evaluation_periods  = var.metric_missing_minutes
+  datapoints_to_alarm = var.metric_missing_minutes
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.actions
+  ok_actions          = local.actions
+
+  metric_query {
+    id          = "blind"
+    expression  = "IF(FILL(running, 0) >= 1 AND FILL(samples, 0) == 0, 1, 0)"
+    label       = "Tasks running without a scaling metric"
+    return_data = true
+  }
+
+  metric_query {
+    id = "samples"
+
+    metric {
+      namespace   = var.metrics_namespace
+      metric_name = "StreamUtilization"
+      dimensions  = local.emf
+      stat        = "SampleCount"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id = "running"
+
+    metric {
+      namespace   = "ECS/ContainerInsights"
+      metric_name = "RunningTaskCount"
+      dimensions  = local.ecs
+      stat        = "Maximum"
+      period      = 60
+    }
+  }
 
   tags = var.tags
 }

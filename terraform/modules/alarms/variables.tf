@@ -35,9 +35,49 @@ variable "metrics_service" {
 }
 
 variable "alarm_topic_arn" {
-  description = "Optional SNS topic for alarm and OK notifications; null: the alarms only change state."
+  description = "SNS topic for alarm and OK notifications; null: the module creates one (<name>-alarms) and subscribes alarm_email_addresses."
   type        = string
   default     = null
+}
+
+variable "alarm_email_addresses" {
+  description = "E-mail addresses subscribed to the created topic (only when alarm_topic_arn is null). Each must confirm the subscription."
+  type        = list(string)
+  default     = []
+}
+
+variable "kms_key_arn" {
+  description = "Customer-managed KMS key for the created topic (its policy must let cloudwatch.amazonaws.com use it); null: unencrypted."
+  type        = string
+  default     = null
+}
+
+variable "emf_enabled" {
+  description = "Whether the tasks publish EMF metrics (HWS_EMF_INTERVAL_S > 0): only then is a missing StreamUtilization an alarm."
+  type        = bool
+  default     = true
+}
+
+variable "metric_missing_minutes" {
+  description = "Minutes tasks may run without a StreamUtilization sample before the scaling-metric-missing alarm fires."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.metric_missing_minutes >= 3 && var.metric_missing_minutes <= 60
+    error_message = "metric_missing_minutes must be between 3 and 60."
+  }
+}
+
+variable "deployment_alarms" {
+  description = "Which of these alarms ECS watches during a rollout and rolls back on (output deployment_alarm_names): any of unhealthy_hosts, alb_5xx, target_connection_errors, final_latency."
+  type        = list(string)
+  default     = ["alb_5xx", "target_connection_errors"]
+
+  validation {
+    condition     = alltrue([for a in var.deployment_alarms : contains(["unhealthy_hosts", "alb_5xx", "target_connection_errors", "final_latency"], a)])
+    error_message = "deployment_alarms may name unhealthy_hosts, alb_5xx, target_connection_errors and final_latency only."
+  }
 }
 
 variable "unhealthy_minutes" {

@@ -91,6 +91,10 @@ resource "aws_lb_target_group" "grpc" {
   # send SIGTERM. Meanwhile each open stream ends at its age (HWS_MAX_STREAM_AGE_S, at a pause)
   # and its client resumes on another target, so by the end nothing is left to cut.
   deregistration_delay = var.deregistration_delay_s
+  # Every gRPC stream is one long HTTP/2 request: least_outstanding_requests sends a new
+  # stream to the target with the fewest open ones (per ALB node), so a task that just came
+  # up takes the new streams instead of a full one getting its round-robin share.
+  load_balancing_algorithm_type = var.load_balancing_algorithm_type
 
   health_check {
     enabled             = true
@@ -139,9 +143,16 @@ resource "aws_route53_record" "validation" {
   allow_overwrite = true
 }
 
+# DNS validation succeeds only if the zone is the one the world sees: an undelegated zone
+# (the registrar's NS records point elsewhere) makes it wait out the timeout (75 min by
+# default), so it is shortened and the prerequisite is in docs/operations.md.
 resource "aws_acm_certificate_validation" "this" {
   certificate_arn         = aws_acm_certificate.this.arn
   validation_record_fqdns = [for r in aws_route53_record.validation : r.fqdn]
+
+  timeouts {
+    create = var.certificate_validation_timeout
+  }
 }
 
 resource "aws_lb_listener" "https" {
@@ -179,10 +190,31 @@ resource "aws_lb_listener" "http_redirect" {
   tags = var.tags
 }
 
+# Records that already answer for domain_name: a CNAME, or an A record that is not this
+# ALB's alias, makes the alias below fail at the end of a long apply ("already exists").
+data "aws_route53_records" "existing" {
+  zone_id    = var.hosted_zone_id
+  name_regex = "^${replace(lower(trimsuffix(var.domain_name, ".")), ".", "\\.")}\\.?$"
+}
+
+locals {
+  conflicting_records = [
+    for r in data.aws_route53_records.existing.resource_record_sets : "${r.type} ${r.name}"
+    if r.type == "CNAME" || (r.type == "A" && !strcontains(lower(try(r.alias_target.dns_name, r.alias_target[0].dns_name, "")), lower(aws_lb.this.dns_name)))
+  ]
+}
+
 resource "aws_route53_record" "alias" {
   zone_id = var.hosted_zone_id
   name    = var.domain_name
   type    = "A"
+
+  lifecycle {
+    precondition {
+      condition     = length(local.conflicting_records) == 0
+      error_message = "The hosted zone already has ${join(", ", local.conflicting_records)} for ${var.domain_name}: delete it (aws route53 change-resource-record-sets) or choose another domain_name. Terraform does not overwrite a record it did not create."
+    }
+  }
 
   alias {
     name                   = aws_lb.this.dns_name

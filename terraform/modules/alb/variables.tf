@@ -118,6 +118,23 @@ variable "deregistration_delay_s" {
   }
 }
 
+variable "load_balancing_algorithm_type" {
+  description = "Target group routing: least_outstanding_requests (a new stream goes to the target with the fewest open streams) or round_robin (AWS default; a new stream may land on a full task while others have room)."
+  type        = string
+  default     = "least_outstanding_requests"
+
+  validation {
+    condition     = contains(["least_outstanding_requests", "round_robin"], var.load_balancing_algorithm_type)
+    error_message = "load_balancing_algorithm_type must be least_outstanding_requests or round_robin."
+  }
+}
+
+variable "certificate_validation_timeout" {
+  description = "How long apply waits for ACM DNS validation (AWS provider default 75m). Validation takes minutes when the hosted zone is delegated; longer means it is not."
+  type        = string
+  default     = "20m"
+}
+
 variable "enable_deletion_protection" {
   description = "ALB deletion protection. false by default so `terraform destroy` works in one go."
   type        = bool

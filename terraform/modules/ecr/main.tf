@@ -15,11 +15,13 @@ resource "aws_ecr_repository" "this" {
   tags = var.tags
 }
 
-resource "aws_ecr_lifecycle_policy" "this" {
-  repository = aws_ecr_repository.this.name
-
-  policy = jsonencode({
-    rules = [
+# Lifecycle rules never expire a tagged image unless its tag matches expire_tag_patterns:
+# a "keep the last N" rule over every tag can expire the image a service still runs (after N
+# newer pushes), and the next task start or scale-out then fails to pull it. Untagged images
+# (pushed without a tag, or left behind) expire; images are pushed with an immutable tag.
+locals {
+  lifecycle_rules = concat(
+    [
       {
         rulePriority = 1
         description  = "Expire untagged images after ${var.untagged_expiry_days} days"
@@ -31,17 +33,25 @@ resource "aws_ecr_lifecycle_policy" "this" {
         }
         action = { type = "expire" }
       },
+    ],
+    length(var.expire_tag_patterns) == 0 ? [] : [
       {
         rulePriority = 2
-        description  = "Keep the last ${var.keep_tagged_images} tagged images"
+        description  = "Keep the last ${var.keep_tagged_images} images tagged ${join(", ", var.expire_tag_patterns)}"
         selection = {
           tagStatus      = "tagged"
-          tagPatternList = ["*"]
+          tagPatternList = var.expire_tag_patterns
           countType      = "imageCountMoreThan"
           countNumber    = var.keep_tagged_images
         }
         action = { type = "expire" }
       },
-    ]
-  })
+    ],
+  )
+}
+
+resource "aws_ecr_lifecycle_policy" "this" {
+  repository = aws_ecr_repository.this.name
+
+  policy = jsonencode({ rules = local.lifecycle_rules })
 }

@@ -9,8 +9,14 @@ variable "kms_key_arn" {
   default     = null
 }
 
+variable "expire_tag_patterns" {
+  description = "Tag patterns (e.g. [\"ci-*\"]) whose images expire beyond keep_tagged_images. Empty (default): no tagged image ever expires, so an image a service still runs cannot be deleted under it."
+  type        = list(string)
+  default     = []
+}
+
 variable "keep_tagged_images" {
-  description = "Number of tagged images to keep (older ones expire)."
+  description = "Number of images tagged with one of expire_tag_patterns to keep (older ones expire)."
   type        = number
   default     = 20
 }

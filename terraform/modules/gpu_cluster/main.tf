@@ -1,12 +1,19 @@
 # ECS cluster on GPU EC2 instances: cluster, launch template, ASG, capacity provider.
 #
-# Destroy in one go: managed termination protection is DISABLED and the ASG has
-# protect_from_scale_in = false + force_delete = true. With managed termination
-# protection ENABLED, ECS sets scale-in protection on every instance running a task and
-# the ASG cannot be deleted by `terraform destroy` (the protection outlives the capacity
-# provider). Scale-in safety comes from managed draining instead (ECS drains the tasks
-# of an instance before the ASG terminates it). The capacity_provider_name output depends
-# on the cluster association, so a service using it is destroyed first.
+# Scale-in never picks a busy GPU instance: managed termination protection is ENABLED on the
+# capacity provider, and the ASG has protect_from_scale_in = true (which ECS requires for it).
+# ECS then keeps scale-in protection on every instance that runs a task and lifts it only
+# from idle ones, so a scale-in of the ASG (managed scaling lowering desired capacity) can
+# only terminate an instance with no task; managed draining covers the rest (instance
+# refresh, Spot/health replacement): the instance's tasks are drained before it goes.
+#
+# Destroy: the protection does not block `terraform destroy`. The service (and with it every
+# task) is destroyed first: it uses the capacity_provider_name output, which depends on the
+# cluster association. The capacity provider then goes, and the ASG has force_delete = true:
+# the provider then skips its drain step (set sizes to 0 and wait for the instances to
+# terminate, which protected instances never do) and calls DeleteAutoScalingGroup with
+# ForceDelete, which terminates the instances whatever their scale-in protection. Without
+# force_delete a destroy would hang here until the delete timeout.
 
 data "aws_ssm_parameter" "gpu_ami" {
   count = var.ami_id == null ? 1 : 0
@@ -147,10 +154,11 @@ resource "aws_autoscaling_group" "this" {
   max_size            = var.max_size
   health_check_type   = "EC2"
 
-  # Keep these two consistent with managed_termination_protection = "DISABLED":
-  # no instance is ever scale-in protected, and destroy deletes the group without
-  # waiting for ECS to release instances.
-  protect_from_scale_in = false
+  # Required by managed_termination_protection = "ENABLED": new instances start protected
+  # and ECS lifts the protection from instances without tasks. force_delete: destroy
+  # deletes the group (and terminates its instances) without waiting for them, which
+  # scale-in protected instances would never let happen (see the top of this file).
+  protect_from_scale_in = true
   force_delete          = true
 
   launch_template {
@@ -206,9 +214,10 @@ resource "aws_ecs_capacity_provider" "this" {
 
   auto_scaling_group_provider {
     auto_scaling_group_arn         = aws_autoscaling_group.this.arn
-    managed_termination_protection = "DISABLED"
+    managed_termination_protection = "ENABLED"
     managed_draining               = "ENABLED"
 
+    # target_capacity < 100 keeps idle GPU instances as a warm spare (variables.tf).
     managed_scaling {
       status                    = "ENABLED"
       target_capacity           = var.managed_scaling_target_capacity
@@ -229,5 +238,49 @@ resource "aws_ecs_cluster_capacity_providers" "this" {
     capacity_provider = aws_ecs_capacity_provider.this.name
     weight            = 1
     base              = 0
+  }
+}
+
+# ---------------------------------------------------------------- first-apply checks
+# The instance type must be offered in every zone the subnets are in: otherwise the ASG
+# launches nothing in that zone and tasks placed there stay PROVISIONING while apply succeeds.
+data "aws_ec2_instance_type_offerings" "gpu" {
+  location_type = "availability-zone"
+
+  filter {
+    name   = "instance-type"
+    values = [var.instance_type]
+  }
+
+  lifecycle {
+    postcondition {
+      condition     = length(setsubtract(var.availability_zones, self.locations)) == 0
+      error_message = "${var.instance_type} is not offered in ${join(", ", setsubtract(var.availability_zones, self.locations))}. It is offered in ${join(", ", sort(self.locations))}: set availability_zones to two of those (or choose another instance_type)."
+    }
+  }
+}
+
+# GPU quota: without enough "Running On-Demand G and VT instances" vCPUs the ASG cannot
+# launch, apply succeeds and tasks sit PROVISIONING. The quota counts vCPUs of every G/VT
+# instance in the region, so instances already running elsewhere use some of it too.
+locals {
+  vcpus_per_size = { "xlarge" = 4, "2xlarge" = 8, "4xlarge" = 16, "8xlarge" = 32, "12xlarge" = 48, "16xlarge" = 64 }
+  instance_vcpus = lookup(local.vcpus_per_size, split(".", var.instance_type)[1], 4)
+  quota_vcpus    = var.max_size * local.instance_vcpus
+  # P instances have a quota of their own.
+  gpu_quota_code = can(regex("^p", var.instance_type)) ? "L-417A185B" : "L-DB2E81BA"
+}
+
+data "aws_servicequotas_service_quota" "gpu" {
+  count = var.check_gpu_quota ? 1 : 0
+
+  service_code = "ec2"
+  quota_code   = local.gpu_quota_code
+
+  lifecycle {
+    postcondition {
+      condition     = self.value >= local.quota_vcpus
+      error_message = "The EC2 quota \"${self.quota_name}\" (${local.gpu_quota_code}) is ${self.value} vCPUs; ${var.max_size} x ${var.instance_type} (max_tasks + 1 for a rolling deploy) need ${local.quota_vcpus}. Request an increase in the Service Quotas console (it can take a day), lower max_tasks, or set check_gpu_quota = false to skip this check."
+    }
   }
 }

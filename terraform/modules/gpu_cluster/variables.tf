@@ -92,7 +92,7 @@ variable "max_size" {
 }
 
 variable "managed_scaling_target_capacity" {
-  description = "ECS managed scaling target capacity in percent (100 = no idle spare instance)."
+  description = "ECS managed scaling target capacity in percent: the share of instances that run tasks. 100 = no idle instance (a scale-out waits for a GPU instance to boot, about 5 min, plus the model load); below 100 keeps idle GPU instances as a warm spare, e.g. 50 with one task per instance = one spare per running task, each costing the instance's hourly price."
   type        = number
   default     = 100
 
@@ -100,6 +100,17 @@ variable "managed_scaling_target_capacity" {
     condition     = var.managed_scaling_target_capacity > 0 && var.managed_scaling_target_capacity <= 100
     error_message = "managed_scaling_target_capacity must be in (0, 100]."
   }
+}
+
+variable "availability_zones" {
+  description = "Zones of private_subnet_ids (the network module's availability_zones output): the instance type must be offered in each (checked at plan)."
+  type        = list(string)
+}
+
+variable "check_gpu_quota" {
+  description = "Check at plan that the region's EC2 G/VT (or P) on-demand vCPU quota covers max_size instances (needs servicequotas:GetServiceQuota). false skips it."
+  type        = bool
+  default     = true
 }
 
 variable "instance_warmup_period_s" {

@@ -24,7 +24,12 @@ locals {
       HWS_LOG_LEVEL      = var.log_level
       HWS_MAX_STREAMS    = tostring(var.max_streams)
       HWS_GRACE_PERIOD_S = tostring(var.grace_period_s)
-      # Streams end at their age, before the deregistration delay runs out (validated in variables.tf).
+      # Set here explicitly, never left to the server's default (which is 0, off, for `make run`
+      # and compose): behind the ALB a deregistered task keeps its open streams only for the
+      # deregistration delay, then the ALB cuts them and ECS sends SIGTERM. With the age limit
+      # (300 s + 60 s overrun) every stream ends at a pause and resumes on another task within
+      # the delay (420 s >= age + overrun + 30, validated in variables.tf), so a deploy or a
+      # scale-in cuts none; without it, every stream longer than the delay is cut.
       HWS_MAX_STREAM_AGE_S         = tostring(var.max_stream_age_s)
       HWS_MAX_STREAM_AGE_OVERRUN_S = tostring(var.max_stream_age_overrun_s)
       HWS_MODEL_CACHE_DIR          = "/var/cache/hws/models"

@@ -10,8 +10,13 @@ variable "name" {
 }
 
 variable "image" {
-  description = "Full image reference (registry/repo:tag or @digest) of the HWS server image."
+  description = "Full image reference of the HWS server image: registry/repo@sha256:<digest> (pinned) or registry/repo:tag with a tag that names one build."
   type        = string
+
+  validation {
+    condition     = can(regex("@sha256:[0-9a-f]{64}$", var.image)) || (!strcontains(var.image, "@") && can(regex(":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", replace(var.image, "/^.*//", ""))) && !can(regex(":latest$", var.image)))
+    error_message = "image must be pinned: repo@sha256:<64 hex digits>, or repo:tag with a tag that names one build (not latest, not omitted)."
+  }
 }
 
 variable "model" {

@@ -168,7 +168,13 @@ resource "aws_ecs_service" "this" {
   enable_ecs_managed_tags           = true
   propagate_tags                    = "SERVICE"
   enable_execute_command            = false
-  wait_for_steady_state             = false
+
+  # `terraform apply` waits for the rollout and fails when it does not finish: a deployment
+  # that ECS stops or cannot roll back is an error of the wait; one whose tasks cannot be
+  # placed (no GPU quota, no capacity: never a circuit-breaker failure) runs into the
+  # timeouts below; one the circuit breaker or an alarm rolled back reaches a steady state
+  # on the old task definition, which the postcondition below turns into an error.
+  wait_for_steady_state = var.wait_for_steady_state
 
   # Rolling update: start the new task (needs a free GPU: managed scaling adds an
   # instance) before stopping the old one, which then drains its streams.
@@ -178,6 +184,17 @@ resource "aws_ecs_service" "this" {
   deployment_circuit_breaker {
     enable   = true
     rollback = true
+  }
+
+  # Deployment alarms (ALB 5xx, target connection errors by default): ECS watches them during
+  # the rollout and its bake time and rolls back when one goes to ALARM.
+  dynamic "alarms" {
+    for_each = length(var.deployment_alarm_names) > 0 ? [var.deployment_alarm_names] : []
+    content {
+      alarm_names = alarms.value
+      enable      = true
+      rollback    = true
+    }
   }
 
   capacity_provider_strategy {
@@ -205,9 +222,26 @@ resource "aws_ecs_service" "this" {
 
   tags = var.tags
 
+  # A rollout needs a new GPU instance (about 5 min), the model load (up to
+  # health_check_grace_period_s), the old task's deregistration delay and the alarms' bake
+  # time: deployment_timeout_minutes (45) bounds it, and apply fails when it runs out.
+  timeouts {
+    create = "${var.deployment_timeout_minutes}m"
+    update = "${var.deployment_timeout_minutes}m"
+    delete = "30m"
+  }
+
   lifecycle {
     # Service autoscaling owns desired_count after creation.
     ignore_changes = [desired_count]
+
+    # A rollback also ends in a steady state, which the wait reports as success
+    # (hashicorp/terraform-provider-aws#20858): the service then runs the previous task
+    # definition, and this makes apply fail.
+    postcondition {
+      condition     = !var.wait_for_steady_state || self.task_definition == aws_ecs_task_definition.this.arn
+      error_message = "The deployment of ${aws_ecs_task_definition.this.arn} was rolled back (circuit breaker or deployment alarm): the service runs ${self.task_definition}. See `aws ecs describe-services --cluster ${var.cluster_name} --services ${var.name}` (events) and the stopped tasks' reasons."
+    }
   }
 
   depends_on = [aws_iam_role_policy.execution]

@@ -173,6 +173,29 @@ variable "scale_out_cooldown_s" {
   default     = 120
 }
 
+variable "wait_for_steady_state" {
+  description = "Make `terraform apply` wait for each rollout and fail when it does not complete (timeout, stopped deployment, rollback). false: apply returns when ECS accepted the change and nothing reports a failed rollout; check it with `aws ecs wait services-stable` and the service's deployments instead."
+  type        = bool
+  default     = true
+}
+
+variable "deployment_timeout_minutes" {
+  description = "Minutes `terraform apply` waits for a rollout (create and update): a GPU instance launch, the model load, the old task's deregistration delay and the deployment alarms' bake time must fit."
+  type        = number
+  default     = 45
+
+  validation {
+    condition     = var.deployment_timeout_minutes >= 20 && var.deployment_timeout_minutes <= 180
+    error_message = "deployment_timeout_minutes must be between 20 (an instance launch, a model load and a deregistration delay take that) and 180."
+  }
+}
+
+variable "deployment_alarm_names" {
+  description = "CloudWatch alarms ECS watches during a rollout (and its bake time); one in ALARM fails the deployment and rolls it back. Empty: none."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)

@@ -233,3 +233,56 @@ run "api_keys_from_secrets_manager" {
     error_message = "The API keys secret must reach the container as HWS_API_KEYS."
   }
 }
+
+run "stream_age_limit_is_explicit_in_the_task_definition" {
+  command = plan
+
+  # The server's own default is 0 (off): the task definition must carry 300 whatever it is.
+  assert {
+    condition     = one([for e in output.container_definition.environment : e.value if e.name == "HWS_MAX_STREAM_AGE_S"]) == "300"
+    error_message = "HWS_MAX_STREAM_AGE_S=300 must be in the container environment, not left to the server's default."
+  }
+}
+
+run "image_pinned_by_digest_is_accepted" {
+  command = plan
+
+  variables {
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hws@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+  }
+
+  assert {
+    condition     = output.container_definition.image == "123456789012.dkr.ecr.us-east-1.amazonaws.com/hws@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    error_message = "An image pinned by digest must reach the container definition unchanged."
+  }
+}
+
+run "image_latest_is_rejected" {
+  command = plan
+
+  variables {
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hws:latest"
+  }
+
+  expect_failures = [var.image]
+}
+
+run "image_without_tag_or_digest_is_rejected" {
+  command = plan
+
+  variables {
+    image = "registry.example.com:5000/hws"
+  }
+
+  expect_failures = [var.image]
+}
+
+run "image_with_short_digest_is_rejected" {
+  command = plan
+
+  variables {
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hws@sha256:0123"
+  }
+
+  expect_failures = [var.image]
+}
