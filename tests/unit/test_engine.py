@@ -189,3 +189,24 @@ def test_a_client_cancel_in_any_state_of_its_jobs_leaves_no_trace_of_the_stream(
     assert backend.running["fast"] == 2
     backend.release("fast")
     assert [f.result(timeout=5).text for f in fast] == ["fast"] * 3
+
+
+def test_a_session_closed_while_its_reader_still_runs_submits_nothing(make_engine: Any) -> None:
+    """Python 3.11's wait_for can lose the reader's cancel; a decode asked for after close() is refused."""
+    import asyncio
+
+    from hws.audio import TARGET_RATE, Encoding
+    from hws.stream.outputs import StreamParams
+    from hws.stream.session import Session
+    from hws.stream.vad import VadParams
+
+    engine, _ = make_engine()
+    engine.info = engine.backend.load()
+    params = StreamParams(Encoding.LINEAR16, TARGET_RATE, 1, "en", False, None, VadParams(), True, False)
+    session = Session("late", params, engine, partial_interval_ms=700)
+    noise = np.random.default_rng(3).standard_normal(3 * TARGET_RATE)  # the VAD hears loud noise as speech
+    speech = (0.3 * noise * 32767).clip(-32768, 32767).astype("<i2")
+    session.close()
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(session.push(speech.tobytes()))  # voiced audio: a partial is due
+    assert engine.records_of("late") == []

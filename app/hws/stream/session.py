@@ -83,6 +83,7 @@ class Session:
         self._futures: set[Future[DecodeResult | None]] = set()
         self._utterance: Utterance | None = None
         self._updates = 0  # config updates read
+        self._closed = False  # close() was called: no decode may be asked for any more
         self._pace = AudioPace(min_audio_pace, audio_pace_window_s, clock()) if min_audio_pace > 0 else None
 
     # -- input ------------------------------------------------------------
@@ -339,6 +340,10 @@ class Session:
         context: Context | None = None,
         silence_after: int = 0,
     ) -> Future[DecodeResult | None]:
+        if self._closed:
+            # The reader outlived close(): Python 3.10-3.11's wait_for (in Delivery.slot) loses a cancel that
+            # comes as its wait ends. A job now would put the stream back in the scheduler's accounts for good.
+            raise asyncio.CancelledError("the stream is closed")
         options = DecodeOptions(language=params.language, prompt=params.prompt, word_timestamps=params.word_timestamps)
         try:
             future = self._engine.submit(self.stream_id, kind, audio, options, context, silence_after)
@@ -363,6 +368,7 @@ class Session:
 
     def close(self) -> None:
         """The stream is over (or the client went away): nothing queued for it is wanted any more."""
+        self._closed = True
         for future in list(self._futures):
             future.cancel()
         self._engine.close_stream(self.stream_id)
