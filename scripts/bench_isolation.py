@@ -16,9 +16,23 @@ target is at most 2x), the victim's errors (it must get none while it keeps real
 the abusers got (finals, and the statuses that ended their streams).
 
 With --soak-minutes N, a soak instead: 3 honest real-time captioning streams, each restarting
-with fresh audio as it ends, beside 2 abusers (noise and speech at 50x) for N minutes; reports
-the server's RSS, open file descriptors and threads every 10 s, and checks that every honest
-stream got exactly the finals its audio calls for (the server's own segmenter, run here).
+with fresh audio as it ends, for N minutes, beside 6 abusers at once:
+- `noise` and `speech` at 50x, as above;
+- `cancel`: speech at 20x with partials and word timings, the call cancelled after a random
+  0.5-6 s and opened again at once;
+- `trickle`: a config and then 2 bytes of audio every 0.5 s, which the server ends with
+  DEADLINE_EXCEEDED ("real time") after --audio-pace-window-s (30 s); it reconnects after 1 s;
+- `compat_trickle`: the same on the original AudioTranscriberService;
+- `config_flood`: speech at 10x in 100 ms messages, each followed by a config update (interim
+  results toggled), every update answered by a ConfigUpdate.
+Every 10 s it samples the server's RSS, open file descriptors and threads, and from /metrics
+hws_scheduler_streams and hws_active_streams. It checks that every honest stream got exactly the
+finals its audio calls for (the server's own segmenter, run here) with no error, and that the
+server stays flat: after a warm-up (the first minute, or a fifth of a shorter soak), the last
+third of the samples against the first, RSS within +10 % or +30 MiB, fds and threads within +5,
+the scheduler's streams never above the 9 concurrent clients, and none open or scheduled once the
+clients are done. Results in bench-results/soak.json; a summary on stderr; exit status 1 when a
+check fails.
 
 Run: .venv/bin/python scripts/bench_isolation.py [--seconds 60] [--soak-minutes 10]
 (the isolation steps also run from scripts/bench.py --isolation)
@@ -36,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 # The isolation steps and the soak live in the benchmark library (scripts/bench.py --isolation runs the steps too).
 from scripts.benchlib import DEFAULT_RESULTS_DIR, isolation_phase, soak_phase  # noqa: E402
+from scripts.benchlib.isolation import soak_summary  # noqa: E402
 
 
 def main() -> int:
@@ -53,10 +68,8 @@ def main() -> int:
                 f"honest client {h['client']} run {h['run']}: {h['finals']} finals, all: {h['all_finals']}, "
                 f"p95 {h['final_latency_p95_s']} s, error {h['error']}"
             )
-        first, last = result["process"][0], result["process"][-1]
-        print(f"process first {first} last {last}; abusers ended {[a['ended'] for a in result['abusers']]}")
-        print(f"every honest final delivered, no honest error: {result['honest_ok']}")
-        return 0
+        print("\n".join(soak_summary(result)), file=sys.stderr)
+        return 0 if result["honest_ok"] and result["verdict"]["flat"] else 1
     result = isolation_phase([], args.seconds, DEFAULT_RESULTS_DIR)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
