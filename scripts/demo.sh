@@ -4,11 +4,13 @@ set -euo pipefail
 clip=${1:-../shared/eval/synth_dialogue_clean.wav}
 port=${DEMO_PORT:-50071}
 bin=.venv/bin
+# The server's log is shown only if it fails to start, and removed on every exit: a demo leaves nothing behind.
 log=$(mktemp -t hws-demo.XXXXXX.log)
+trap 'rm -f "$log"' EXIT
 $bin/hws-server --port "$port" --metrics-port 0 --log-format console >"$log" 2>&1 &
 server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-printf 'waiting for the server (log: %s)' "$log"
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true; rm -f "$log"' EXIT
+printf 'waiting for the server'
 for _ in $(seq 1 120); do
   if $bin/hws-healthcheck --addr "localhost:$port" >/dev/null 2>&1; then break; fi
   kill -0 $server 2>/dev/null || { echo; cat "$log"; exit 1; }

@@ -22,9 +22,22 @@ import pytest
 from google.protobuf import json_format
 
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
-from tests.support import EVAL_DIR, ROOT, ServerProcess, clip_pcm16, final_text, free_port, manifest, stream, wer
+from tests.support import (
+    EVAL_DIR,
+    ROOT,
+    ServerProcess,
+    clip_pcm16,
+    final_text,
+    free_port,
+    join_recordings,
+    manifest,
+    stream,
+    to_pcm16,
+    wer,
+)
 
 JFK = str(EVAL_DIR / "jfk.flac")
+HWS_CLIENT = str(Path(sys.executable).parent / "hws-client")  # the command as installed
 FINAL_LINE = re.compile(r"\[\s*\d+\.\d\d -\s*\d+\.\d\d\] \S")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -328,3 +341,76 @@ def test_the_readme_grpcurl_stream_messages_transcribe(server: ServerProcess, tm
     messages = [json_format.Parse(line, pb.StreamingTranscribeRequest()) for line in written.stdout.splitlines()]
     assert messages[0].WhichOneof("request") == "config" and len(messages) > 100
     assert wer(manifest()["jfk.flac"], final_text(stream(server.address, messages))) <= 0.1
+
+
+# -- the stream age renewal; --verbose, empty stdin and the count of finals kept, as the user meets them
+
+
+def test_the_stream_age_renewal_is_silent_and_logged_as_a_renewal(tmp_path: Path) -> None:
+    speech = join_recordings(["arctic_aew_a0001.wav", "arctic_aew_a0002.wav", "arctic_aew_a0003.wav"])
+    path = tmp_path / "talk.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes(to_pcm16(speech.audio))
+    args = ["--max-stream-age-s", "5", "--max-stream-age-overrun-s", "5"]
+    with ServerProcess(args=args).start(tmp_path) as aged:
+        command = [HWS_CLIENT, str(path), "--addr", aged.address]  # real-time pace: renewed at least twice
+        runs = [
+            subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for c in (command, [*command, "--verbose"])
+        ]
+        (out, err), (_, verbose_err) = (run.communicate(timeout=120) for run in runs)
+        events = [json.loads(line) for line in aged.log().splitlines()]
+    assert [run.returncode for run in runs] == [0, 0], err + verbose_err
+    assert err == ""  # nothing for the user to do: no "UNAVAILABLE: ... resume from final_offset_s" line
+    assert wer(speech.reference, " ".join(line.split("] ", 1)[1] for line in out.splitlines())) <= 0.15, out
+    # --verbose says so, as a renewal, not as the status the server ended the stream with.
+    renewals = verbose_err.splitlines()
+    assert renewals and all("the server renewed the stream at its age limit; resuming" in line for line in renewals)
+    assert "UNAVAILABLE" not in verbose_err
+    names = [event["event"] for event in events]
+    assert names.count("stream_renewed") >= 4 and "stream_failed" not in names  # two streams, twice each
+
+
+def test_verbose_into_a_pipe_shows_partials(server: ServerProcess) -> None:
+    reply = subprocess.run(
+        [HWS_CLIENT, JFK, "--addr", server.address, "--verbose"], capture_output=True, text=True, timeout=120
+    )
+    assert reply.returncode == 0, reply.stderr
+    partials = [line for line in reply.stdout.splitlines() if line.startswith("  … [")]
+    finals = [line for line in reply.stdout.splitlines() if FINAL_LINE.match(line)]
+    assert partials and len(finals) == 2, reply.stdout
+    assert reply.stdout.count("    timing: ") == len(partials) + len(finals)
+
+
+def test_empty_stdin_is_a_usage_error(server: ServerProcess) -> None:
+    reply = subprocess.run(
+        [HWS_CLIENT, "-", "--addr", server.address], input="", capture_output=True, text=True, timeout=60
+    )
+    assert (reply.returncode, reply.stdout, reply.stderr) == (
+        2,
+        "",
+        "hws-client: standard input held no audio (it was empty)\n",
+    )
+
+
+def test_the_finals_kept_after_an_abort_are_counted_in_words(server: ServerProcess, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    env = {**os.environ, "TERM": "xterm"}
+    child = pexpect.spawn(
+        HWS_CLIENT,
+        [JFK, "--addr", server.address, "-o", str(out), "--prompt", "HWS-FAULT"],
+        env=env,
+        dimensions=(40, 80),
+        encoding="utf-8",
+    )
+    child.expect(FINAL_LINE, timeout=60)  # the first utterance's final; the second's decode takes 2 s more
+    child.sendintr()
+    child.expect("stopping", timeout=10)
+    child.sendintr()
+    output, status = finish(child)
+    assert status == 130, output
+    assert f"hws-client: {out} not written; the 1 final received is in {out}.partial" in output.splitlines()[-1]
+    assert len(Path(f"{out}.partial").read_text().splitlines()) == 1

@@ -123,8 +123,11 @@ def test_times_are_wall_clock_of_speech_start_and_sending(server: ServerProcess,
 
 
 def test_health_adapter_says_unavailable_while_the_model_cannot_load(original: Original, log_dir: Path) -> None:
-    # A hub model with the hub out of reach: a failure that can heal, so the server runs and retries.
-    server = ServerProcess(args=["--model", "Systran/faster-whisper-no-such-model"], env={"HF_HUB_OFFLINE": "1"})
+    # A hub model with the hub out of reach: a failure that can heal, so the server runs and retries (asked to wait).
+    server = ServerProcess(
+        args=["--model", "Systran/faster-whisper-no-such-model", "--model-load-wait", "true"],
+        env={"HF_HUB_OFFLINE": "1"},
+    )
     server.start(log_dir, wait=False)
     try:
         deadline = time.monotonic() + 30

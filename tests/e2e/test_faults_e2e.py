@@ -68,8 +68,11 @@ def test_a_stuck_decode_trips_the_watchdog(log_dir: Path) -> None:
 
 
 def test_a_model_that_cannot_load_keeps_health_not_serving_and_says_why(log_dir: Path) -> None:
-    # A hub model with the hub out of reach: a failure that can heal, so the load is retried.
-    server = ServerProcess(args=["--model", "Systran/faster-whisper-no-such-model"], env={"HF_HUB_OFFLINE": "1"})
+    # A hub model with the hub out of reach: a failure that can heal, so the load is retried (asked to wait).
+    server = ServerProcess(
+        args=["--model", "Systran/faster-whisper-no-such-model", "--model-load-wait", "true"],
+        env={"HF_HUB_OFFLINE": "1"},
+    )
     server.start(log_dir, wait=False)
     try:
         deadline = time.monotonic() + 30
@@ -80,7 +83,7 @@ def test_a_model_that_cannot_load_keeps_health_not_serving_and_says_why(log_dir:
         with pytest.raises(grpc.RpcError) as info:
             stream_clip(server.address, "synth_weather.wav")
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert info.value.details().startswith("the model failed to load (LocalEntryNotFoundError: ")
+        assert info.value.details().startswith("the model failed to load (ModelUnavailable: ")
         assert info.value.details().endswith("); retrying")
         with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as info:
             pb_grpc.TranscriberStub(channel).Ready(pb.ReadyRequest(), timeout=10)

@@ -236,7 +236,10 @@ def test_alarms_reach_someone(tf: Any) -> None:
     assert root["alarm_email_addresses"] == "${var.alarm_email_addresses}"
     assert root["kms_key_arn"] == "${local.kms_key_arn}"
     (rule,) = tf.variables("")["alarm_email_addresses"]["validation"]
-    assert "var.alarm_topic_arn != null" in rule["condition"] and "var.allow_alarms_without_destination" in rule["condition"]
+    assert (
+        "var.alarm_topic_arn != null" in rule["condition"]
+        and "var.allow_alarms_without_destination" in rule["condition"]
+    )
     assert tf.variables("")["allow_alarms_without_destination"]["default"] is False
     # The created key lets CloudWatch publish to the topic it encrypts.
     sids = {s["sid"] for s in tf.data("")["aws_iam_policy_document.kms_services"]["statement"]}
@@ -296,7 +299,9 @@ def test_first_apply_pitfalls_are_checked_at_plan(tf: Any) -> None:
     assert tf.modules("")["gpu_cluster"]["max_size"] == "${var.max_tasks + 1}"
     # ACM validation bounded; an existing record for the name stops the plan, not the alias.
     alb = tf.resources("modules/alb")
-    assert one(alb["aws_acm_certificate_validation.this"]["timeouts"])["create"] == "${var.certificate_validation_timeout}"
+    assert (
+        one(alb["aws_acm_certificate_validation.this"]["timeouts"])["create"] == "${var.certificate_validation_timeout}"
+    )
     (record,) = lifecycle_checks(alb["aws_route53_record.alias"], "precondition")
     assert record["condition"] == "${length(local.conflicting_records) == 0}"
     assert "allow_overwrite" not in alb["aws_route53_record.alias"]
@@ -358,7 +363,7 @@ run "max_tasks_below_min_tasks_is_rejected" {
 run "image_by_digest_is_accepted" {
   command = plan
   variables {
-    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hws@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    image = "registry.example.com/hws@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
   }
 }
 

@@ -11,12 +11,19 @@ final is printed and written, and the client exits with 130. A second Ctrl-C
 aborts at once. An output file is written under a temporary name and renamed
 when the run ends, so a failed or aborted run leaves an earlier file as it was.
 
+A stream the server ends at its age limit (every few minutes behind a load
+balancer) is renewed without a word (--verbose says so); a drain or a lost
+connection is said on stderr as it is resumed. A connection that cannot be made
+is said in one line naming its cause: nothing listening, --tls against a
+server without TLS or the reverse, an untrusted certificate (--ca-cert), a
+certificate for another name, an HTTP port, a URL given to --addr.
+
 Exit status: 0 done (also when the audio held no speech, which is said on
-stderr); 1 the stream failed (no server at the address, the connection lost
+stderr); 1 the stream failed (no connection to the server, the connection lost
 for good, an error from the server, a file that stops decoding, the
-microphone); 2 the command cannot run as given (a bad flag, an input that is
-not audio, an output that cannot be written, settings the server refused);
-130 interrupted.
+microphone); 2 the command cannot run as given (a bad flag or --addr, an input
+that is not audio or empty, standard input included, an output that cannot be
+written, settings the server refused); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -31,14 +38,16 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import grpc
 from wcwidth import wcwidth
 
 from hws import client
 from hws.client.formats import FORMATS, CueRules, TranscriptWriter
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
+
+if TYPE_CHECKING:  # loaded by hws.client once main() has silenced gRPC's log lines
+    import grpc
 
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 # The server names the protocol's fields; the user typed these flags.
@@ -116,9 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         "-v",
         action="store_true",
-        help="print every result received as a line, partials included, each followed by its timing from the "
-        "server: the latency after its audio, split into endpoint wait, decode queue, decode and the rest, "
-        "and the decode's real-time factor",
+        help="print every result received as a line, partials included (asked for unless --fast or "
+        "--no-interim, into a pipe too), each followed by its timing from the server: the latency after its "
+        "audio, split into endpoint wait, decode queue, decode and the rest, and the decode's real-time factor; "
+        "and say when the server renews the stream at its age limit",
     )
     parser.add_argument("--output", "-o", help="write the finals to this file; - for standard output")
     parser.add_argument(
@@ -187,7 +197,9 @@ class Output:
             os.unlink(self.temp)
             return ""
         os.replace(self.temp, f"{self.path}.partial")
-        return f"{self.path} not written; the {self.writer.count} finals received are in {self.path}.partial"
+        count = self.writer.count
+        received = f"the {count} final{'s' if count != 1 else ''} received {'are' if count != 1 else 'is'}"
+        return f"{self.path} not written; {received} in {self.path}.partial"
 
 
 def _file_mode(path: Path) -> int:
@@ -372,16 +384,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace, output: Output | None) -> int:
-    addresses = [client.with_default_port(address) for address in args.addr or ["localhost"]]
+    try:
+        addresses = [client.check_address(address) for address in args.addr or ["localhost"]]
+    except client.ConnectError as exc:  # a URL, a port out of range: said before dialling
+        raise CliError(str(exc), USAGE) from None
     if args.mic:
         client.check_recorder()  # the microphone starts once the server answers
     else:
         source, recorder = _source(args)
-    try:
-        if not any(client.reachable(address, args.tls, args.ca_cert) for address in addresses):
-            raise CliError(f"cannot connect to {', '.join(addresses)}: is the server running there?", FAILED)
-    except ValueError as exc:  # an unusable --ca-cert
-        raise CliError(str(exc), USAGE) from None
+    _connect(addresses, args)
     if args.mic:
         source, recorder = _source(args)
     to_stdout = output is not None and output.to_stdout
@@ -389,7 +400,8 @@ def _transcribe(args: argparse.Namespace, output: Output | None) -> int:
     feed = client.Feed(source.chunks)
     interrupts = Interrupts(feed, display)
     signal.signal(signal.SIGINT, interrupts)
-    interim = args.interim if args.interim is not None else display.live and not args.fast
+    # Partials are asked for where they are shown: redrawn on a terminal, or as lines with --verbose.
+    interim = args.interim if args.interim is not None else (display.live or args.verbose) and not args.fast
     words = args.words or (output is not None and output.writer.fmt in ("srt", "vtt"))
     key = args.api_key or os.environ.get("HWS_API_KEY")
     finals = 0
@@ -401,11 +413,9 @@ def _transcribe(args: argparse.Namespace, output: Output | None) -> int:
             attempts=args.resume_attempts,
             timeout_s=args.timeout,
             metadata=client.auth_metadata(key) if key else None,
-            on_retry=lambda exc, attempt, delay: display.notice(
-                f"{exc.code().name}: {exc.details()}; resuming in {delay:.1f} s (attempt {attempt})"
-            ),
+            on_retry=lambda exc, attempt, delay: _retrying(display, exc, attempt, delay),
         )
-        for response in responses:
+        for response in client.raising_stream_errors(responses):
             result = response.result if response.WhichOneof("response") == "result" else None
             if result is not None and result.is_final:
                 display.final(result)
@@ -417,11 +427,10 @@ def _transcribe(args: argparse.Namespace, output: Output | None) -> int:
             if args.fast and (result is None or result.is_final):
                 display.progress(response.final_offset_s, source.duration_s)
         display.clear()
-    except grpc.RpcError as exc:
+    except client.StreamError as exc:
         display.clear()
-        code = exc.code()
-        usage = code == grpc.StatusCode.INVALID_ARGUMENT
-        raise CliError(f"{code.name}: {_in_flags(exc.details() or '')}", USAGE if usage else FAILED) from None
+        usage = exc.code.name == "INVALID_ARGUMENT"
+        raise CliError(f"{exc.code.name}: {_in_flags(exc.details)}", USAGE if usage else FAILED) from None
     except KeyboardInterrupt:
         display.notice("aborted")
         raise
@@ -435,12 +444,40 @@ def _transcribe(args: argparse.Namespace, output: Output | None) -> int:
     failure = recorder.failure() if recorder is not None and not interrupts.count else None
     if failure is not None:
         raise CliError(f"the microphone could not be recorded: {failure}", FAILED)
+    if args.input == "-" and not feed.audio_bytes and not interrupts.count:
+        raise CliError("standard input held no audio (it was empty)", USAGE)
     if not finals:
         display.notice(f"no speech found in {args.input or 'the microphone audio'}")
     return INTERRUPTED if interrupts.count else OK
 
 
+def _connect(addresses: list[str], args: argparse.Namespace) -> None:
+    """Fails with the first address's reason (all of them, when each fails) unless one can be connected to."""
+    reasons = []
+    try:
+        for address in addresses:
+            reason = client.connect_error(address, args.tls, args.ca_cert)
+            if reason is None:
+                return
+            reasons.append(reason)
+    except ValueError as exc:  # an unusable --ca-cert
+        raise CliError(str(exc), USAGE) from None
+    raise CliError("; ".join(reasons), FAILED)
+
+
+def _retrying(display: Display, exc: grpc.RpcError, attempt: int, delay: float) -> None:
+    if client.is_renewal(exc):  # routine: the server's age limit, resumed at once; nothing for the user to do
+        if display.verbose:
+            display.notice(f"the server renewed the stream at its age limit; resuming (attempt {attempt})")
+        return
+    display.notice(f"{exc.code().name}: {exc.details()}; resuming in {delay:.1f} s (attempt {attempt})")
+
+
 def main(argv: list[str] | None = None) -> None:
+    # gRPC's C core writes lines of its own to stderr (a failed TLS handshake: one per try), beside the one
+    # line this command writes. Silenced before gRPC loads (hws.client loads it on first use; the core reads
+    # the variable as it starts); set GRPC_VERBOSITY (ERROR, INFO, DEBUG) to see them again.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     parser = build_parser()
     args = parser.parse_args(argv)  # a bad flag: usage and exit 2
     _check_args(parser, args)

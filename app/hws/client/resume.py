@@ -27,6 +27,14 @@ DEFAULT_MAX_BACKOFF_S = 10.0  # the most the backoff's ceiling grows to
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED)
 
 
+def is_renewal(exc: grpc.RpcError) -> bool:
+    """Whether the server ended the stream at its age limit (`--max-stream-age-s`): routine, not a failure.
+
+    The status is UNAVAILABLE like a drain's, so that any client resumes; only its message tells them apart.
+    """
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and "maximum age" in (exc.details() or "")
+
+
 def _pushback_s(exc: grpc.RpcError) -> float:
     """The server's retry hint (gRPC's grpc-retry-pushback-ms trailer), 0 when it gave none."""
     # A call's error is also its grpc.Call; typed as an object, since the stubs' two classes cannot be combined.

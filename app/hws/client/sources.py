@@ -23,12 +23,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from hws.client.errors import ClientError
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 
 DEFAULT_CHUNK_MS = 100
 
 
-class SourceError(ValueError):
+class SourceError(ClientError, ValueError):
     """An input that cannot be streamed (not audio, no audio stream, no `rec`); the message says why."""
 
 
@@ -199,6 +200,7 @@ class Feed:
         self._queue: queue.Queue[Chunk | None] = queue.Queue(depth)
         self._stopped = threading.Event()
         self.error: Exception | None = None
+        self.audio_bytes = 0  # read from the source so far: none at the end means the input was empty
         threading.Thread(target=self._read, args=(chunks,), name="hws-source", daemon=True).start()
 
     def stop(self) -> None:
@@ -231,4 +233,6 @@ class Feed:
                 continue
             if chunk is None:
                 return
+            if isinstance(chunk, bytes):
+                self.audio_bytes += len(chunk)
             yield chunk

@@ -3,8 +3,10 @@
 Start-up: settings that can be checked are (a model folder that does not
 exist, CUDA without a device, a port in use: one line, exit status 2); the
 port opens at once with health NOT_SERVING, the model loads in a thread
-(retried with backoff if it fails, the reason logged and told to clients),
-then health turns SERVING. SIGTERM or SIGINT: health NOT_SERVING, new streams refused,
+then health turns SERVING. A model that fails to load (a download with no
+network) stops the server with the reason in one line, exit status 2; with
+--model-load-wait true it is retried with backoff instead, the reason logged
+and told to clients. SIGTERM or SIGINT: health NOT_SERVING, new streams refused,
 open streams stop reading, receive the finals for the audio they sent and end
 with UNAVAILABLE; the process exits once they are done or the grace period
 has passed.
@@ -16,7 +18,6 @@ import asyncio
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 
 import grpc
 import structlog
@@ -34,6 +35,7 @@ from hws.asr.whisper.backend import (
     WhisperSettings,
     check_model_settings,
 )
+from hws.asr.whisper.embedded import NAMES as EMBEDDED_MODELS
 from hws.gen.hws.transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from hws.server import emf
 from hws.server.auth import ApiKeyInterceptor, api_keys
@@ -45,7 +47,7 @@ from hws.server.readiness import ServingState
 from hws.server.reflection import add_reflection
 from hws.server.servicer import TranscriberServicer
 from hws.server.sessions import SessionFactory
-from hws.server.settings import ConfigError, Settings, load_settings, setting_error
+from hws.server.settings import ConfigError, Settings, changed_settings, load_settings, setting_error, version
 from hws.tls import server_credentials
 
 log = structlog.get_logger("hws.server")
@@ -56,13 +58,6 @@ MODEL_RETRY_MAX_S = 60.0
 
 class StartupError(RuntimeError):
     """The server cannot start (a port in use): said in one line, exit status 2."""
-
-
-def version() -> str:
-    try:
-        return metadata.version("hosted-whisper-streaming")
-    except metadata.PackageNotFoundError:
-        return "dev"
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
@@ -175,8 +170,18 @@ class TranscriptionServer:
                 self.fatal = StartupError(f"--device {self.settings.device}: {exc}")
                 self.request_drain()
                 return
-            except Exception as exc:  # a failed download, a model that cannot load: stay NOT_SERVING and retry
-                await self.state.model_failed(f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+            except Exception as exc:  # a failed download, a model that cannot load
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                if not self.settings.model_load_wait:  # a first run with no network must not wait for ever
+                    log.error("model_load_failed", model=self.settings.model, error=reason)
+                    self.fatal = StartupError(
+                        f"--model {self.settings.model} cannot be loaded ({reason}); the models that need no"
+                        f" network: {', '.join(EMBEDDED_MODELS)}; --model-load-wait true retries instead"
+                    )
+                    self.request_drain()
+                    return
+                # Waiting: stay NOT_SERVING and retry, as a download can heal.
+                await self.state.model_failed(reason)
                 log.error(
                     "model_load_failed",
                     model=self.settings.model,
@@ -260,12 +265,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     # batch at a time on a GPU, so those threads only burn CPU (docs/benchmarks.md).
     threadpool_limits(limits=1, user_api="blas")
     blas = {lib["internal_api"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
-    # Logged once the ports are bound: a port in use is then the only line a failed start writes.
+    # Logged once the ports are bound: a port in use is then the only line a failed start writes. A summary and
+    # the settings changed from their defaults; --help has the defaults.
+    metrics_at = f"{settings.metrics_host or settings.host}:{settings.metrics_port}" if settings.metrics_port else "off"
     starting = {
-        "blas_threads": blas,
+        "version": version(),
+        "grpc": f"{settings.host}:{settings.port}",
+        "metrics": metrics_at,
+        "model": settings.model,
+        "device": settings.device,
+        "max_streams": settings.max_streams,
         "authentication": keys is not None,
         "tls": credentials is not None,
-        **{k: v for k, v in vars(settings).items() if k not in ("host",)},
+        "blas_threads": blas,
+        "changed": changed_settings(settings),
     }
     try:
         asyncio.run(serve(settings, keys, credentials, starting))

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +51,8 @@ class Settings:
     # Model
     model: str = EMBEDDED_MODEL
     model_cache_dir: str = str(Path.home() / ".cache" / "hws" / "models")
+    # A model that fails to load (a download with no network) stops the server with the reason; true: retry it.
+    model_load_wait: bool = False
     device: str = "auto"
     compute_type: str = "auto"
     decode_workers: int = 0  # 0: auto (one per CPU core on CPU, 1 on GPU)
@@ -91,7 +94,7 @@ class Settings:
     grace_period_s: float = 30.0
     # Behind a load balancer a stream must end before the deregistration delay runs out: the server
     # ends it at the first pause after this age (then hard after the overrun), and the client resumes.
-    max_stream_age_s: float = 300.0  # 0: off
+    max_stream_age_s: float = 0.0  # 0: off (the ECS task definition sets 300: terraform/modules/render)
     max_stream_age_overrun_s: float = 60.0
     fault_injection: str = ""  # testing aid: "raise" or "hang:SECONDS" for decodes whose prompt has HWS-FAULT
     # Surfaces and security
@@ -207,6 +210,8 @@ HELP = {
     "model": f"'{EMBEDDED_MODEL}' (bundled, offline), '{EMBEDDED_BASE_MODEL}' (multilingual, offline, the extra "
     "'base'), a CTranslate2 model folder, or a model name such as large-v3",
     "model_cache_dir": f"where named models are downloaded and {EMBEDDED_BASE_MODEL} is joined",
+    "model_load_wait": "true: a model that fails to load (a download that failed) is retried, 1 s doubling to 60 s, "
+    "health NOT_SERVING meanwhile; false: the server exits at once with the reason (true/false)",
     "device": "auto (CUDA when CTranslate2 sees a GPU and can compute on it, else the CPU), cpu or cuda",
     "compute_type": "auto (float16 on GPU, int8 on CPU) or a CTranslate2 compute type",
     "decode_workers": "decodes run at once, each on its own CTranslate2 replica (0: one per core on CPU, 1 on GPU)",
@@ -272,23 +277,118 @@ def _shown_default(value: object) -> str:
     return "empty" if value == "" else str(value)
 
 
+# --help by purpose. A setting in no group is still a flag, listed last under "other" (a test checks there is none).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "serving": (
+        "host",
+        "port",
+        "reflection",
+        "compat",
+        "grace_period_s",
+        "max_stream_age_s",
+        "max_stream_age_overrun_s",
+    ),
+    "model": (
+        "model",
+        "model_cache_dir",
+        "model_load_wait",
+        "device",
+        "compute_type",
+        "decode_workers",
+        "cpu_threads",
+        "beam_size",
+        "max_batch_size",
+        "batch_wait_ms",
+        "partial_max_age_s",
+        "encoder_padding_s",
+        "partial_encoder_padding_s",
+    ),
+    "stream defaults (a client may set its own)": (
+        "vad_aggressiveness",
+        "vad_frame_ms",
+        "endpoint_silence_ms",
+        "max_utterance_s",
+        "min_speech_ms",
+        "speech_pad_ms",
+        "partial_interval_ms",
+    ),
+    "limits": (
+        "max_streams",
+        "max_streams_per_connection",
+        "max_streams_per_peer",
+        "max_message_bytes",
+        "max_prompt_chars",
+        "max_hotwords",
+        "max_hotword_chars",
+        "stream_idle_timeout_s",
+        "config_timeout_s",
+        "min_audio_pace",
+        "audio_pace_window_s",
+        "backlog_timeout_s",
+        "decode_timeout_s",
+    ),
+    "security": ("api_keys_file", "tls_cert", "tls_key"),
+    "observability": (
+        "metrics_port",
+        "metrics_host",
+        "log_format",
+        "log_level",
+        "emf_interval_s",
+        "emf_namespace",
+        "emf_service",
+    ),
+}
+# Accepted but left out of --help: testing aids (docs/configuration.md lists them).
+HIDDEN = frozenset({"fault_injection"})
+
+
+def version() -> str:
+    try:
+        return metadata.version("hosted-whisper-streaming")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hws-server",
-        usage="%(prog)s [--FLAG VALUE ...]  (--help lists every flag)",
+        usage="%(prog)s [--FLAG VALUE ...]  (--help lists the flags by purpose)",
         description="Hosted Whisper Streaming: gRPC streaming speech-to-text server.",
         epilog="Every flag can also be set with an environment variable HWS_<NAME> (e.g. HWS_MAX_STREAMS=32).",
     )
-    for field in dataclasses.fields(Settings):
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            dest=field.name,
-            type=_converter(field.type),
-            default=None,
-            metavar=field.name.upper(),
-            help=f"{HELP[field.name]} (env {env_name(field.name)}, default {_shown_default(field.default)})",
-        )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    fields = {field.name: field for field in dataclasses.fields(Settings)}
+    grouped = {name for names in GROUPS.values() for name in names}
+    sections = [*GROUPS.items(), ("other", tuple(name for name in fields if name not in grouped | HIDDEN))]
+    for title, names in sections:
+        if names:
+            group = parser.add_argument_group(title)
+            for name in names:
+                _add_flag(group, fields[name])
+    for name in sorted(HIDDEN):
+        _add_flag(parser, fields[name], hidden=True)
     return parser
+
+
+def _add_flag(target: argparse._ActionsContainer, field: dataclasses.Field[Any], hidden: bool = False) -> None:
+    shown = f"{HELP[field.name]} (env {env_name(field.name)}, default {_shown_default(field.default)})"
+    target.add_argument(
+        "--" + field.name.replace("_", "-"),
+        dest=field.name,
+        type=_converter(field.type),
+        default=None,
+        metavar=field.name.upper(),
+        help=argparse.SUPPRESS if hidden else shown,
+    )
+
+
+def changed_settings(settings: Settings) -> dict[str, Any]:
+    """The settings that differ from their defaults: what the start-up log lists."""
+    return {
+        field.name: getattr(settings, field.name)
+        for field in dataclasses.fields(Settings)
+        if getattr(settings, field.name) != field.default
+    }
 
 
 def load_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Settings:

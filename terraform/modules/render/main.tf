@@ -33,6 +33,9 @@ locals {
       HWS_MAX_STREAM_AGE_S         = tostring(var.max_stream_age_s)
       HWS_MAX_STREAM_AGE_OVERRUN_S = tostring(var.max_stream_age_overrun_s)
       HWS_MODEL_CACHE_DIR          = "/var/cache/hws/models"
+      # A model downloaded at start is retried while health says NOT_SERVING, not fatal: a hub that
+      # is down for a minute would otherwise cycle tasks and count against the circuit breaker.
+      HWS_MODEL_LOAD_WAIT = "true"
       # Load as CloudWatch Embedded Metric Format lines on stdout (scaling and alarms).
       HWS_EMF_INTERVAL_S = tostring(var.emf_interval_s)
       HWS_EMF_NAMESPACE  = var.emf_namespace

@@ -33,6 +33,7 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
 from faster_whisper.transcribe import Segment, TranscriptionOptions, get_ctranslate2_storage, get_suppressed_tokens
 from faster_whisper.utils import available_models
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from hws import metrics
 from hws.asr import quality
@@ -91,6 +92,10 @@ class ModelSettingError(ValueError):
         super().__init__(f"{setting}: {rule}")
         self.setting = setting
         self.rule = rule
+
+
+class ModelUnavailable(RuntimeError):
+    """A named model that is not in the cache and cannot be downloaded now (no network, the hub out of reach)."""
 
 
 class DeviceUnusable(RuntimeError):
@@ -156,8 +161,8 @@ def check_model_settings(settings: WhisperSettings) -> None:
     """Say at start, with ModelSettingError naming the setting, what every load would fail on.
 
     A model folder that does not exist or holds no model, a name faster-whisper does not know, CUDA
-    without a CUDA device, a compute type the device cannot run. A hub name is left to the load,
-    which retries: a download can heal.
+    without a CUDA device, a compute type the device cannot run. A hub name is left to the load
+    (which, with --model-load-wait, retries: a download can heal).
     """
     model = settings.model
     if model in embedded_models.NAMES and (problem := embedded_models.missing_packages(model)) is not None:
@@ -168,8 +173,8 @@ def check_model_settings(settings: WhisperSettings) -> None:
     if not Path(model).is_dir() and not named:
         raise ModelSettingError(
             "model",
-            f"no such folder {model}, and not a model name ({', '.join(available_models())}, or org/name "
-            "on the Hugging Face hub)",
+            f"no such folder {model}, and not a model name ({', '.join(embedded_models.NAMES)}, which need no "
+            f"network; or, downloaded, {', '.join(available_models())}, or org/name on the Hugging Face hub)",
         )
     if settings.device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
         raise ModelSettingError("device", "cuda, but CTranslate2 sees no CUDA device here (use auto or cpu)")
@@ -250,14 +255,19 @@ class WhisperBackend:
         return ModelInfo(name, path, device, compute_type, multilingual, model_languages(self._model))
 
     def _open(self, path: str, device: str, compute_type: str, threads: int) -> WindowedWhisperModel:
-        return WindowedWhisperModel(
-            path,
-            device=device,
-            compute_type=compute_type,
-            cpu_threads=threads,
-            num_workers=self.workers,
-            download_root=self.settings.model_cache_dir,
-        )
+        try:
+            return WindowedWhisperModel(
+                path,
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=threads,
+                num_workers=self.workers,
+                download_root=self.settings.model_cache_dir,
+            )
+        except LocalEntryNotFoundError as exc:  # the hub's own message is three lines on its cache layout
+            raise ModelUnavailable(
+                f"{path} is not in {self.settings.model_cache_dir}, and the Hugging Face hub cannot be reached"
+            ) from exc
 
     def _warm_up(self) -> None:
         """Encode a second of silence: a device that cannot compute fails here, not on a client's audio."""

