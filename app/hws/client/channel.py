@@ -27,6 +27,14 @@ def with_default_port(address: str, port: int = DEFAULT_PORT) -> str:
 def reachable(address: str, tls: bool = False, ca_cert: str | None = None, timeout_s: float = 10.0) -> bool:
     """Whether a connection to the address can be made now: True once it is up, False at the first failure."""
     channel = make_channel(address, tls, ca_cert)
+    try:
+        return first_settled_state(channel, timeout_s) == grpc.ChannelConnectivity.READY
+    finally:
+        close_after_polling(channel)
+
+
+def first_settled_state(channel: grpc.Channel, timeout_s: float) -> grpc.ChannelConnectivity | None:
+    """READY or TRANSIENT_FAILURE, whichever the channel reaches first as it connects; None after `timeout_s`."""
     seen: list[grpc.ChannelConnectivity] = []
     settled = threading.Event()
     final = (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE)
@@ -39,10 +47,9 @@ def reachable(address: str, tls: bool = False, ca_cert: str | None = None, timeo
     channel.subscribe(watch, try_to_connect=True)
     try:
         settled.wait(timeout_s)
-        return bool(seen) and seen[0] == grpc.ChannelConnectivity.READY
+        return seen[0] if seen else None
     finally:
         channel.unsubscribe(watch)
-        close_after_polling(channel)
 
 
 def close_after_polling(channel: grpc.Channel) -> None:

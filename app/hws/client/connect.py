@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 
 import grpc
 
-from hws.client.channel import DEFAULT_PORT, close_after_polling, make_channel, with_default_port
+from hws.client.channel import DEFAULT_PORT, close_after_polling, first_settled_state, make_channel, with_default_port
 from hws.client.errors import ConnectError
 
 
@@ -50,19 +49,11 @@ def check_address(address: str, names: Names = CLI_NAMES) -> str:
 def _attempt(address: str, tls: bool, ca_cert: str | None, timeout_s: float) -> str | None:
     """None once a connection is up; else gRPC's last connection error ('' when none came in time)."""
     channel = make_channel(address, tls, ca_cert)
-    settled = threading.Event()
-    states: list[grpc.ChannelConnectivity] = []
-
-    def watch(state: grpc.ChannelConnectivity) -> None:
-        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
-            states.append(state)
-            settled.set()
-
-    channel.subscribe(watch, try_to_connect=True)
     try:
-        if not settled.wait(timeout_s):
+        state = first_settled_state(channel, timeout_s)
+        if state is None:
             return ""
-        if states[0] == grpc.ChannelConnectivity.READY:
+        if state == grpc.ChannelConnectivity.READY:
             return None
         # A call on a channel in TRANSIENT_FAILURE fails at once with the connection error, never reaching a server.
         probe: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/hws.transcriber.v1.Transcriber/Ready")
@@ -72,7 +63,6 @@ def _attempt(address: str, tls: bool, ca_cert: str | None, timeout_s: float) -> 
             return str(exc.details() or "")
         return None
     finally:
-        channel.unsubscribe(watch)
         close_after_polling(channel)
 
 
