@@ -10,7 +10,6 @@ utterance's speech arrived and of when its result was sent.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -20,10 +19,10 @@ from hws.gen.compat import audio_transcriber_pb2 as compat_pb
 from hws.gen.compat import audio_transcriber_pb2_grpc as compat_grpc
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.server.readiness import ServingState
-from hws.server.rpc import StreamRefused, parsed, rpc_scope
+from hws.server.rpc import first_request, parsed, rpc_scope
 from hws.server.sessions import SessionFactory, run_session
 from hws.stream.intake import Arrivals
-from hws.stream.outputs import KEEP_ALIVE, FailureCode, KeepAlive, Result
+from hws.stream.outputs import KEEP_ALIVE, KeepAlive, Result
 
 SAMPLE_RATE = 16_000
 ORIGINAL_OK_STATUS = 12  # what the original Check always answered
@@ -70,22 +69,6 @@ async def _pcm_chunks(
         request = await anext(requests, None)
 
 
-async def _first_message(requests: AsyncIterator[compat_pb.AudioRequest], timeout: float) -> compat_pb.AudioRequest:
-    """The call's first message: until it comes the call holds no stream slot (as the main interface's config)."""
-    try:
-        return await asyncio.wait_for(anext(requests), timeout)
-    except StopAsyncIteration:
-        raise _Ended from None
-    except TimeoutError:
-        raise StreamRefused(
-            FailureCode.IDLE_TIMEOUT, f"no audio received within {timeout:g} s of opening the stream"
-        ) from None
-
-
-class _Ended(Exception):
-    """The call ended before its first message: there is nothing to transcribe."""
-
-
 class AudioTranscriberCompat(compat_grpc.AudioTranscriberServiceServicer):
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
@@ -96,10 +79,9 @@ class AudioTranscriberCompat(compat_grpc.AudioTranscriberServiceServicer):
         async with rpc_scope(context) as stream_id:
             self._sessions.state.check_ready()
             requests = parsed(request_iterator)
-            try:
-                first = await _first_message(requests, self._sessions.settings.config_timeout_s)
-            except _Ended:
-                return
+            first = await first_request(requests, self._sessions.settings.config_timeout_s, "audio")
+            if first is None:
+                return  # the call ended before its first message: there is nothing to transcribe
             config = pb.RecognitionConfig(sample_rate_hz=SAMPLE_RATE)
             # No age limit, unlike the main interface: the original protocol has no resume offset, so a
             # stream ended at an age would lose its client's place. A stream still cannot hold its slot for

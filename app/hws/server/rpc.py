@@ -5,6 +5,7 @@ Shared by every servicer (v1 and compat): a StreamFailure raised anywhere in a c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -82,3 +83,18 @@ async def parsed(requests: AsyncIterator[_Request]) -> AsyncIterator[_Request]:
         except DecodeError:
             raise StreamFailure(FailureCode.INVALID_ARGUMENT, parsing.MESSAGE) from None
         yield request
+
+
+async def first_request(requests: AsyncIterator[_Request], timeout_s: float, awaited: str) -> _Request | None:
+    """A call's first message, or None when the call ended before it; until it comes the call holds no slot.
+
+    A call that sends nothing within `timeout_s` is refused: "no {awaited} received within ...".
+    """
+    try:
+        return await asyncio.wait_for(anext(requests), timeout_s)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        raise StreamRefused(
+            FailureCode.IDLE_TIMEOUT, f"no {awaited} received within {timeout_s:g} s of opening the stream"
+        ) from None

@@ -14,7 +14,7 @@ import structlog
 from hws.gen.hws.transcriber.v1 import transcriber_pb2 as pb
 from hws.gen.hws.transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 from hws.server.convert import output_to_pb, result_to_pb
-from hws.server.rpc import StreamRefused, parsed, rpc_scope
+from hws.server.rpc import StreamRefused, first_request, parsed, rpc_scope
 from hws.server.sessions import SessionFactory, run_session
 from hws.stream.outputs import FailureCode, Reconfigure, Result, StreamFailure
 
@@ -70,17 +70,11 @@ class TranscriberServicer(pb_grpc.TranscriberServicer):
                     log.info("stream_ended", audio_s=round(session.audio_seconds, 2))
 
     async def _first_config(self, requests: AsyncIterator[pb.StreamingTranscribeRequest]) -> pb.StreamingConfig:
-        timeout = self._settings.config_timeout_s
-        try:
-            first = await asyncio.wait_for(anext(requests), timeout)
-        except StopAsyncIteration:
+        first = await first_request(requests, self._settings.config_timeout_s, "config")
+        if first is None:
             raise StreamRefused(
                 FailureCode.INVALID_ARGUMENT, "the stream ended before its config: send a StreamingConfig first"
-            ) from None
-        except TimeoutError:
-            raise StreamRefused(
-                FailureCode.IDLE_TIMEOUT, f"no config received within {timeout:g} s of opening the stream"
-            ) from None
+            )
         if first.WhichOneof("request") != "config":
             raise StreamRefused(
                 FailureCode.INVALID_ARGUMENT,
